@@ -1,0 +1,45 @@
+// Package layout names the well-known paths of a running Flashvisor system, so
+// that init, hostd and the image builder agree on them without importing each
+// other. Code takes paths as parameters; only mains and defaults use these.
+package layout
+
+const (
+	// Init is PID 1 inside the initramfs.
+	Init = "/init"
+	// LibexecDir holds the services' binaries.
+	LibexecDir = "/usr/lib/flashvisor"
+	// Hostd is the host daemon.
+	Hostd = LibexecDir + "/hostd"
+	// Fvctl is the operator CLI, also shipped in the image.
+	Fvctl = "/usr/bin/fvctl"
+
+	// EtcDir holds read-only image data.
+	EtcDir = "/etc/flashvisor"
+	// ManifestFile lists what went into the image.
+	ManifestFile = EtcDir + "/manifest.json"
+	// ServicesFile lists the services init supervises (api.ServiceSpec).
+	ServicesFile = EtcDir + "/services.json"
+
+	// RunDir holds runtime state (tmpfs).
+	RunDir = "/run/flashvisor"
+	// InitSocket is init's control socket (api.InitRequest).
+	InitSocket = RunDir + "/init.sock"
+	// BootInfoFile is written by init after boot (api.BootInfo).
+	BootInfoFile = RunDir + "/boot.json"
+
+	// StateDir is where the state partition is mounted; without one it is a
+	// tmpfs directory and BootInfo.PersistentState is false.
+	StateDir = "/var/lib/flashvisor"
+	// StateLabel is the ext4 label of the state partition.
+	StateLabel = "FVSTATE"
+
+	// Files inside StateDir.
+	HostUUIDFile   = "host-uuid"
+	HostConfigFile = "host-config.json"
+	TLSKeyFile     = "tls/host.key"
+	TLSCertFile    = "tls/host.crt"
+	TokenHashFile  = "api-token.sha256"
+
+	// APIPort is the management API's HTTPS port.
+	APIPort = 443
+)
