@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
-	"strconv"
 	"testing"
 	"time"
 
@@ -218,5 +218,3 @@ func countZombieChildren(t *testing.T) int {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
-
