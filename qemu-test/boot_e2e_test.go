@@ -1,0 +1,268 @@
+//go:build e2e
+
+package qemutest_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/api/client"
+	qemutest "github.com/flashvisor/flashvisor/qemu-test"
+)
+
+const apiPort = 443
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// buildFvctl builds the operator CLI: the e2e tests drive hosts through it
+// and the Go API client only, like an operator would.
+func buildFvctl(t *testing.T) string {
+	t.Helper()
+	root, err := qemutest.RepoRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "fvctl")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/fvctl")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build fvctl: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// fvctl runs the CLI against a host and returns its output and error.
+func fvctl(t *testing.T, bin, configDir string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--config", configDir}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + configDir}
+	out, err := cmd.CombinedOutput()
+	t.Logf("fvctl %s:\n%s", strings.Join(args, " "), out)
+	return string(out), err
+}
+
+func bootHost(t *testing.T, name string, opts ...qemutest.Option) *qemutest.VM {
+	kernel, initrd := qemutest.HostImage(t)
+	base := []qemutest.Option{
+		qemutest.WithKernel(kernel), qemutest.WithInitrd(initrd),
+		qemutest.WithForward(apiPort), qemutest.WithTimeout(15 * time.Minute),
+	}
+	return qemutest.Start(t, name, append(base, opts...)...)
+}
+
+func waitAPI(t *testing.T, vm *qemutest.VM, token string) (*client.Client, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, fp, err := vm.WaitAPI(ctx, apiPort, token)
+	if err != nil {
+		t.Fatalf("WaitAPI: %v", err)
+	}
+	return c, fp
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("%s: not reached after %s: %v", what, d, err)
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func hostdService(c *client.Client, t *testing.T) (api.Service, error) {
+	svcs, err := c.Services(ctx(t))
+	if err != nil {
+		return api.Service{}, err
+	}
+	for _, s := range svcs {
+		if s.Name == "hostd" {
+			return s, nil
+		}
+	}
+	return api.Service{}, errors.New("hostd not listed")
+}
+
+// TestHostLifecycle boots a host with a blank state disk and walks the
+// foundation: API over TLS with the token, KVM inside the emulated host,
+// supervision, reboot with the same identity, shutdown, and a fresh boot of
+// the same state disk.
+func TestHostLifecycle(t *testing.T) {
+	fv := buildFvctl(t)
+	token := qemutest.RandomToken(t)
+	vm := bootHost(t, "host1",
+		qemutest.WithBlankDisk("state", 64),
+		qemutest.WithAppend("flashvisor.initstate=/dev/vda", "flashvisor.token="+token, "flashvisor.hostname=e2e-host1"))
+	c, fp := waitAPI(t, vm, token)
+
+	h, err := c.Host(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("host: %+v", h)
+	if h.Hostname != "e2e-host1" || !uuidRE.MatchString(h.UUID) || !h.PersistentState ||
+		h.CPUs < 1 || h.MemoryBytes < 1<<30 || !strings.HasSuffix(h.Kernel, "-amd64") || h.Version == "" || h.Fingerprint != fp {
+		t.Errorf("GET /api/v1/host = %+v; want hostname e2e-host1, a uuid, persistent state, cpus, memory, a Debian kernel, a version and fingerprint %s", h, fp)
+	}
+	if !h.KVM {
+		t.Errorf("kvm = false inside the emulated host; want true (nested SVM on -cpu max)")
+	}
+	if s, err := hostdService(c, t); err != nil || s.State != api.ServiceRunning || s.PID == 0 {
+		t.Errorf("hostd service = %+v, %v; want running", s, err)
+	}
+
+	t.Run("auth", func(t *testing.T) {
+		addr := vm.HostAddr(apiPort)
+		bad, err := client.New(client.Options{Addr: addr, Token: "wrong-token-0123456789", Fingerprint: fp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ae *client.APIError
+		if _, err := bad.Host(ctx(t)); !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized || ae.Code != api.ErrUnauthorized {
+			t.Errorf("Host with a wrong token = %v, want 401 %s", err, api.ErrUnauthorized)
+		}
+		none, _ := client.New(client.Options{Addr: addr, Fingerprint: fp})
+		if _, err := none.Services(ctx(t)); !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+			t.Errorf("Services without a token = %v, want 401", err)
+		}
+		if err := none.Healthz(ctx(t)); err != nil {
+			t.Errorf("healthz without a token = %v, want ok", err)
+		}
+		cfg := t.TempDir()
+		wrongFP := strings.Repeat("AB:", 31) + "AB"
+		out, err := fvctl(t, fv, cfg, "--host", addr, "--token", token, "--fingerprint", wrongFP, "host", "info")
+		if err == nil || !strings.Contains(strings.ToLower(out), "fingerprint") {
+			t.Errorf("fvctl with a wrong fingerprint: err=%v out=%q; want a refusal naming the fingerprint", err, out)
+		}
+		out, err = fvctl(t, fv, cfg, "--host", addr, "--token", token, "--fingerprint", fp, "host", "info")
+		if err != nil || !strings.Contains(out, "e2e-host1") {
+			t.Errorf("fvctl host info with the right fingerprint: err=%v out=%q", err, out)
+		}
+	})
+
+	t.Run("supervision", func(t *testing.T) {
+		before, err := hostdService(c, t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// hostd asks init to kill hostd itself: the answer may be lost.
+		_ = c.SignalService(ctx(t), "hostd", "KILL")
+		waitFor(t, "hostd restarted", 2*time.Minute, func() error {
+			s, err := hostdService(c, t)
+			if err != nil {
+				return err
+			}
+			if s.State != api.ServiceRunning || s.PID == before.PID || s.Restarts != before.Restarts+1 {
+				return errors.New("not yet: " + s.State)
+			}
+			if !strings.Contains(s.LastExit, "KILL") {
+				t.Errorf("last exit = %q, want the SIGKILL", s.LastExit)
+			}
+			return nil
+		})
+		log, err := c.ServiceLog(ctx(t), "hostd")
+		if err != nil || len(log.Lines) == 0 {
+			t.Errorf("ServiceLog(hostd) = %d lines, %v; want the ring buffer", len(log.Lines), err)
+		}
+		for _, l := range log.Lines {
+			if strings.Contains(l, token) {
+				t.Errorf("hostd log contains the API token: %q", l)
+			}
+		}
+		m, err := c.Metrics(ctx(t))
+		if err != nil || !strings.Contains(m, "hostd") {
+			t.Errorf("metrics = %v; want series naming hostd", err)
+		}
+	})
+
+	t.Run("reboot", func(t *testing.T) {
+		if err := c.Reboot(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		// The old host must go away before we judge the new one.
+		waitFor(t, "host going down", 2*time.Minute, func() error {
+			h2, err := c.Host(ctx(t))
+			if err == nil && h2.UptimeSeconds >= h.UptimeSeconds {
+				return errors.New("still up")
+			}
+			return nil
+		})
+		waitFor(t, "host back after reboot", 5*time.Minute, func() error {
+			h2, err := c.Host(ctx(t)) // the pinned fingerprint must still work
+			if err != nil {
+				return err
+			}
+			if h2.UUID != h.UUID || h2.Fingerprint != fp {
+				t.Fatalf("after reboot: uuid %s fingerprint %s; want %s %s", h2.UUID, h2.Fingerprint, h.UUID, fp)
+			}
+			return nil
+		})
+	})
+
+	t.Run("shutdown", func(t *testing.T) {
+		if _, err := fvctl(t, fv, t.TempDir(), "--host", vm.HostAddr(apiPort), "--token", token, "--fingerprint", fp, "host", "shutdown"); err != nil {
+			t.Fatalf("fvctl host shutdown: %v", err)
+		}
+		wctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := vm.Wait(wctx); err != nil {
+			t.Fatalf("QEMU after shutdown: %v, want a clean exit", err)
+		}
+	})
+
+	// A new machine with the same state disk is the same host.
+	again := bootHost(t, "host1-again",
+		qemutest.WithDisk(vm.DiskPath("state"), "state"),
+		qemutest.WithAppend("flashvisor.initstate=/dev/vda", "flashvisor.token="+token))
+	c2, fp2 := waitAPI(t, again, token)
+	h2, err := c2.Host(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h2.UUID != h.UUID || fp2 != fp || !h2.PersistentState {
+		t.Errorf("same state disk: uuid %s fingerprint %s persistent %v; want %s %s true", h2.UUID, fp2, h2.PersistentState, h.UUID, fp)
+	}
+}
+
+// TestHostWithoutState boots with no state disk: the host runs with state in
+// RAM, says so, and the ACPI power button powers it off.
+func TestHostWithoutState(t *testing.T) {
+	token := qemutest.RandomToken(t)
+	vm := bootHost(t, "nostate", qemutest.WithAppend("flashvisor.token="+token))
+	c, _ := waitAPI(t, vm, token)
+	h, err := c.Host(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.PersistentState {
+		t.Errorf("persistent_state = true without a state disk")
+	}
+	if _, err := vm.QMP(ctx(t), "system_powerdown", nil); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := vm.Wait(wctx); err != nil {
+		t.Fatalf("QEMU after the power button: %v, want a clean exit", err)
+	}
+}
