@@ -11,6 +11,7 @@ require (
 	github.com/vishvananda/netlink v1.3.0
 	golang.org/x/sync v0.22.0
 	golang.org/x/sys v0.50.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

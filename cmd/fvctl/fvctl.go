@@ -1,0 +1,388 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/api/client"
+)
+
+const usageText = `Usage: fvctl [global flags] COMMAND [ARGS]
+
+Commands:
+  host info [--json]                 show the host's facts
+  host shutdown                      power the host off cleanly
+  host reboot                        reboot the host cleanly
+  services [--json]                  list the services init supervises
+  services log NAME                  show a service's recent output
+  services restart NAME              restart a service
+  services kill NAME [--signal SIG]  signal a service: TERM (default), KILL, HUP, INT, USR1, USR2
+
+Global flags (may also follow the command):
+  --host HOST[:PORT]   host to manage; port 443 by default      ($FVCTL_HOST)
+  --token TOKEN        API bearer token                         ($FVCTL_TOKEN)
+  --fingerprint FP     pin the host certificate's SHA-256       ($FVCTL_FINGERPRINT)
+  --insecure           do not check the host certificate at all
+  --config DIR         directory of known_hosts (default $XDG_CONFIG_HOME/flashvisor
+                       or ~/.config/flashvisor)
+
+Without --fingerprint, the fingerprint a host presents the first time is
+stored in known_hosts (trust on first use) and required from then on.
+`
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// exitCode maps run's error to the process exit status.
+func exitCode(err error) int {
+	var ue *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	default:
+		return 1
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	a := &app{stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	err := a.run(ctx, args)
+	var ue *usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "fvctl: %v\n\n%s", err, usageText)
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stderr, usageText)
+	}
+	return err
+}
+
+// app is one fvctl invocation.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	g              globals
+	src            trustSource // set by connect
+}
+
+type globals struct {
+	host, token, fingerprint, config string
+	insecure                         bool
+}
+
+func (a *app) defineGlobals(fs *flag.FlagSet) {
+	// Each definition takes the current value as default, so flags given
+	// before the command survive the subcommand's flag set.
+	fs.StringVar(&a.g.host, "host", a.g.host, "")
+	fs.StringVar(&a.g.token, "token", a.g.token, "")
+	fs.StringVar(&a.g.fingerprint, "fingerprint", a.g.fingerprint, "")
+	fs.StringVar(&a.g.config, "config", a.g.config, "")
+	fs.BoolVar(&a.g.insecure, "insecure", a.g.insecure, "")
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // run prints the usage once
+	fs.Usage = func() {}
+	return fs
+}
+
+// parse parses flags anywhere among the arguments and returns the others.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%v", err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (a *app) run(ctx context.Context, args []string) error {
+	a.g = globals{
+		host:        a.getenv("FVCTL_HOST"),
+		token:       a.getenv("FVCTL_TOKEN"),
+		fingerprint: a.getenv("FVCTL_FINGERPRINT"),
+	}
+	top := newFlagSet("fvctl")
+	a.defineGlobals(top)
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%v", err)
+	}
+	args = top.Args()
+	if len(args) == 0 {
+		return usagef("no command")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help":
+		return flag.ErrHelp
+	case "host":
+		if len(rest) == 0 {
+			return usagef("host: want info, shutdown or reboot")
+		}
+		switch rest[0] {
+		case "info":
+			return a.hostInfo(ctx, rest[1:])
+		case "shutdown", "reboot":
+			return a.power(ctx, rest[0], rest[1:])
+		}
+		return usagef("host %s: unknown command", rest[0])
+	case "services", "service":
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") || rest[0] == "list" {
+			if len(rest) > 0 && rest[0] == "list" {
+				rest = rest[1:]
+			}
+			return a.services(ctx, rest)
+		}
+		switch rest[0] {
+		case "log", "restart", "kill":
+			return a.serviceAction(ctx, rest[0], rest[1:])
+		}
+		return usagef("services %s: unknown command", rest[0])
+	}
+	return usagef("unknown command %q", cmd)
+}
+
+// subArgs parses a subcommand's flags and checks its positional arguments.
+func (a *app) subArgs(name string, args []string, npos int, define func(*flag.FlagSet)) ([]string, error) {
+	fs := newFlagSet(name)
+	a.defineGlobals(fs)
+	if define != nil {
+		define(fs)
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != npos {
+		if npos == 0 {
+			return nil, usagef("%s: unexpected argument %q", name, pos[0])
+		}
+		return nil, usagef("%s: want %d argument(s), got %d", name, npos, len(pos))
+	}
+	return pos, nil
+}
+
+func (a *app) hostInfo(ctx context.Context, args []string) error {
+	var asJSON bool
+	if _, err := a.subArgs("host info", args, 0, func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "") }); err != nil {
+		return err
+	}
+	c, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	h, err := c.Host(ctx)
+	if err != nil {
+		return a.explain(err)
+	}
+	if asJSON {
+		return writeJSON(a.stdout, h)
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	cpu := h.CPUModel
+	if cpu == "" {
+		cpu = "unknown model"
+	}
+	for _, kv := range [][2]string{
+		{"Hostname:", h.Hostname},
+		{"UUID:", h.UUID},
+		{"Version:", h.Version},
+		{"Kernel:", h.Kernel},
+		{"CPU:", fmt.Sprintf("%s (%d CPUs)", cpu, h.CPUs)},
+		{"Memory:", fmt.Sprintf("%.1f GiB", float64(h.MemoryBytes)/(1<<30))},
+		{"KVM:", yesNo(h.KVM)},
+		{"Uptime:", formatUptime(h.UptimeSeconds)},
+		{"Persistent state:", yesNo(h.PersistentState)},
+		{"Management address:", h.ManagementAddress},
+		{"Fingerprint:", h.Fingerprint},
+	} {
+		fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
+	}
+	return tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// formatUptime renders seconds as "3d 4h 5m", dropping leading zero units.
+func formatUptime(sec float64) string {
+	d := time.Duration(sec) * time.Second
+	if d < time.Minute {
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	}
+	days := int(d / (24 * time.Hour))
+	h := int(d/time.Hour) % 24
+	m := int(d/time.Minute) % 60
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%dd %dh %dm", days, h, m)
+	case h > 0:
+		return fmt.Sprintf("%dh %dm", h, m)
+	}
+	return fmt.Sprintf("%dm", m)
+}
+
+func (a *app) power(ctx context.Context, what string, args []string) error {
+	if _, err := a.subArgs("host "+what, args, 0, nil); err != nil {
+		return err
+	}
+	c, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	call := c.Shutdown
+	if what == "reboot" {
+		call = c.Reboot
+	}
+	if err := call(ctx); err != nil {
+		return a.explain(err)
+	}
+	fmt.Fprintf(a.stdout, "Host %s: %s accepted.\n", a.g.host, what)
+	return nil
+}
+
+func (a *app) services(ctx context.Context, args []string) error {
+	var asJSON bool
+	if _, err := a.subArgs("services", args, 0, func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "") }); err != nil {
+		return err
+	}
+	c, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	svcs, err := c.Services(ctx)
+	if err != nil {
+		return a.explain(err)
+	}
+	if asJSON {
+		return writeJSON(a.stdout, svcs)
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tRESTARTS")
+	for _, s := range svcs {
+		pid := "-"
+		if s.PID > 0 {
+			pid = strconv.Itoa(s.PID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", s.Name, s.State, pid, s.Restarts)
+	}
+	return tw.Flush()
+}
+
+func (a *app) serviceAction(ctx context.Context, action string, args []string) error {
+	sig := "TERM"
+	var define func(*flag.FlagSet)
+	if action == "kill" {
+		define = func(fs *flag.FlagSet) { fs.StringVar(&sig, "signal", sig, "") }
+	}
+	pos, err := a.subArgs("services "+action, args, 1, define)
+	if err != nil {
+		return err
+	}
+	name := pos[0]
+	c, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	switch action {
+	case "log":
+		l, err := c.ServiceLog(ctx, name)
+		if err != nil {
+			return a.explain(err)
+		}
+		for _, line := range l.Lines {
+			fmt.Fprintln(a.stdout, line)
+		}
+		return nil
+	case "restart":
+		if err := c.RestartService(ctx, name); err != nil {
+			return a.explain(err)
+		}
+		fmt.Fprintf(a.stdout, "Service %s restarted.\n", name)
+		return nil
+	}
+	// kill(1) habits: "kill", "-9"-less names, with or without SIG.
+	sig = strings.TrimPrefix(strings.ToUpper(sig), "SIG")
+	if err := c.SignalService(ctx, name, sig); err != nil {
+		return a.explain(err)
+	}
+	fmt.Fprintf(a.stdout, "Sent SIG%s to service %s.\n", sig, name)
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// explain turns API errors into advice.
+func (a *app) explain(err error) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case api.ErrUnauthorized:
+			if a.g.token == "" {
+				return fmt.Errorf("%s: no API token given: use --token or FVCTL_TOKEN (the host printed it on its console at first boot)", ae.Message)
+			}
+			return fmt.Errorf("%s: the host rejected the API token", ae.Message)
+		case api.ErrNotFound:
+			return fmt.Errorf("not found: %s", ae.Message)
+		}
+		return fmt.Errorf("host refused (%d %s): %s", ae.Status, ae.Code, ae.Message)
+	}
+	if errors.Is(err, client.ErrFingerprintMismatch) {
+		return a.mismatch(err)
+	}
+	return err
+}
+
+// configDir is --config, else $XDG_CONFIG_HOME/flashvisor, else
+// ~/.config/flashvisor.
+func (a *app) configDir() (string, error) {
+	if a.g.config != "" {
+		return a.g.config, nil
+	}
+	if x := a.getenv("XDG_CONFIG_HOME"); x != "" {
+		return filepath.Join(x, "flashvisor"), nil
+	}
+	home := a.getenv("HOME")
+	if home == "" {
+		return "", errors.New("cannot find the configuration directory: set --config, XDG_CONFIG_HOME or HOME")
+	}
+	return filepath.Join(home, ".config", "flashvisor"), nil
+}

@@ -1,0 +1,109 @@
+package hostd
+
+import (
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
+
+	"github.com/flashvisor/flashvisor/api"
+)
+
+// openAPI is the part of docs/openapi.yaml the tests check.
+type openAPI struct {
+	OpenAPI    string                          `yaml:"openapi"`
+	Paths      map[string]map[string]yaml.Node `yaml:"paths"`
+	Components struct {
+		Schemas map[string]struct {
+			Required   []string             `yaml:"required"`
+			Properties map[string]yaml.Node `yaml:"properties"`
+		} `yaml:"schemas"`
+	} `yaml:"components"`
+}
+
+func loadOpenAPI(t *testing.T) openAPI {
+	t.Helper()
+	b, err := os.ReadFile("../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc openAPI
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("docs/openapi.yaml: %v", err)
+	}
+	return doc
+}
+
+// TestOpenAPIMatchesRoutes keeps docs/openapi.yaml true: every route the
+// server registers is documented and every documented operation exists.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	if doc.OpenAPI != "3.0.3" {
+		t.Errorf("openapi = %q, want 3.0.3", doc.OpenAPI)
+	}
+	var documented []string
+	for path, item := range doc.Paths {
+		for method := range item {
+			switch method {
+			case "get", "put", "post", "delete", "patch", "head", "options":
+				documented = append(documented, strings.ToUpper(method)+" "+path)
+			}
+		}
+	}
+	e := newEnv(t)
+	s, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	registered := s.Routes()
+	sort.Strings(documented)
+	sort.Strings(registered)
+	if diff := cmp.Diff(registered, documented); diff != "" {
+		t.Errorf("docs/openapi.yaml operations vs registered routes (-registered +documented):\n%s", diff)
+	}
+}
+
+// TestOpenAPISchemasMatchTypes checks that each schema names exactly the
+// JSON fields of its api type.
+func TestOpenAPISchemasMatchTypes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	for name, v := range map[string]any{
+		"Host":          api.Host{},
+		"Service":       api.Service{},
+		"ServiceLog":    api.ServiceLog{},
+		"SignalRequest": api.SignalRequest{},
+		"Accepted":      api.Accepted{},
+		"Error":         api.Error{},
+	} {
+		sch, ok := doc.Components.Schemas[name]
+		if !ok {
+			t.Errorf("schema %s missing", name)
+			continue
+		}
+		var want []string
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			tag, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+			want = append(want, tag)
+		}
+		var got []string
+		for p := range sch.Properties {
+			got = append(got, p)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("schema %s properties vs api.%s JSON fields (-type +schema):\n%s", name, name, diff)
+		}
+		for _, r := range sch.Required {
+			if !slices.Contains(want, r) {
+				t.Errorf("schema %s requires %q, which api.%s lacks", name, r, name)
+			}
+		}
+	}
+}

@@ -1,0 +1,141 @@
+// Package image builds Flashvisor's bootable images from pinned Debian
+// packages and the repository's Go programs, without root, mounts or loop
+// devices: the kernel is copied out of its .deb, and everything else goes into
+// a deterministic zstd-compressed newc initramfs.
+//
+// What goes into an image is data (a Profile). Lock resolves a profile's
+// package roots against the current apt metadata into a pin file; Build uses
+// only that pin file, so the same lock, repository and Go toolchain give the
+// same bytes.
+package image
+
+import "github.com/flashvisor/flashvisor/api"
+
+// Profile declares the contents of one image. Everything a second image (the
+// VSM) needs to differ in is a field here, so adding it is a new func
+// returning a Profile plus its own lock file.
+type Profile struct {
+	// Name is recorded in the manifest ("host", later "vsm").
+	Name string
+	// Lock is the pin file, relative to the repository root.
+	Lock string
+	// Kernel is the kernel metapackage (linux-image-amd64); Lock pins the
+	// concrete linux-image-<abi>-amd64 it depends on, without its Depends
+	// (initramfs-tools, kmod: the image needs neither).
+	Kernel string
+	// Packages are the other root packages; Lock follows their Depends and
+	// Pre-Depends recursively and keeps those that contribute files.
+	Packages []string
+	// Modules are kernel modules to ship with their modules.dep closure.
+	// Modules built into the kernel are skipped quietly.
+	Modules []string
+	// OptionalModules are shipped when the kernel has them.
+	OptionalModules []string
+	// ModulesLoad is written to /etc/flashvisor/modules.load: modules init
+	// loads at boot whatever the hardware.
+	ModulesLoad []string
+	// Services is written to /etc/flashvisor/services.json.
+	Services []api.ServiceSpec
+	// Programs are Go main packages of this repository, built into the image.
+	Programs []Program
+	// Paths are globs (path.Match syntax, merged-/usr spelling or the
+	// package's own) selecting files from the packages. Directories are
+	// taken recursively, symlinks with their targets, ELF files with their
+	// shared-library closure. Each must match something.
+	Paths []string
+	// Exclude drops matches of Paths (and of directories taken
+	// recursively): a glob without '/' matches the base name, otherwise the
+	// whole path. ELF dependencies are never excluded.
+	Exclude []string
+	// Firmware are paths under /lib/firmware to ship (none yet: Debian's
+	// firmware packages are in non-free-firmware, which the build machines
+	// do not reach).
+	Firmware []string
+}
+
+// Program is a Go main package built into the image.
+type Program struct {
+	Pkg  string // e.g. "./hostd/cmd/hostd", relative to the repository root
+	Dest string // absolute path in the image
+}
+
+// Profiles returns the known profiles by name.
+func Profiles() map[string]Profile {
+	return map[string]Profile{"host": HostProfile()}
+}
+
+// HostProfile is the Flashvisor host: KVM, QEMU and the host's Go userland.
+func HostProfile() Profile {
+	return Profile{
+		Name:   "host",
+		Lock:   "image/debian.lock",
+		Kernel: "linux-image-amd64",
+		Packages: []string{
+			"libc6", "qemu-system-x86", "qemu-system-data", "qemu-utils",
+			"e2fsprogs", "seabios", "ovmf", "ipxe-qemu",
+		},
+		Modules: []string{
+			// Virtualisation.
+			"kvm", "kvm_amd", "kvm_intel", "tun", "vhost", "vhost_net",
+			// Running as a guest (the e2e harness) and paravirtual devices.
+			"virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi",
+			"virtio_console", "virtio_rng", "virtio_balloon",
+			// Switching: bridge, VLANs, bonds, nftables (inet and bridge families).
+			"bridge", "8021q", "bonding", "nf_tables", "nf_conntrack", "nft_ct",
+			"nft_reject_inet", "nf_reject_ipv4", "nf_reject_ipv6", "nft_fib_inet",
+			"nft_limit",
+			// Filesystems and network storage.
+			"ext4", "xfs", "nfs", "nfsv3", "nfsv4", "sunrpc",
+			"iscsi_tcp", "libiscsi", "scsi_transport_iscsi",
+			// Local storage.
+			"sd_mod", "sr_mod", "sg", "ahci", "nvme", "usb_storage", "uas",
+			"xhci_pci", "xhci_hcd", "ehci_pci",
+			// Console and ACPI power button (init watches KEY_POWER).
+			"button", "evdev",
+			// Server NICs.
+			"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice", "bnxt_en", "mlx5_core",
+		},
+		OptionalModules: []string{"nft_reject_bridge"},
+		ModulesLoad: []string{
+			"kvm_amd", "kvm_intel", "tun", "vhost_net", "bridge", "8021q",
+			"bonding", "nf_tables", "button", "evdev", "virtio_rng", "ext4",
+		},
+		Services: []api.ServiceSpec{{Name: "hostd", Path: "/usr/lib/flashvisor/hostd"}},
+		Programs: []Program{
+			{Pkg: "./init/cmd/init", Dest: "/init"},
+			{Pkg: "./hostd/cmd/hostd", Dest: "/usr/lib/flashvisor/hostd"},
+			{Pkg: "./cmd/fvctl", Dest: "/usr/bin/fvctl"},
+		},
+		Paths: []string{
+			"/usr/bin/qemu-system-x86_64",
+			"/usr/bin/qemu-img",
+			"/sbin/mke2fs", "/sbin/mkfs.ext4", "/sbin/e2fsck",
+			// QEMU's dlopen'd modules for a headless hypervisor.
+			"/usr/lib/x86_64-linux-gnu/qemu/accel-*.so",
+			"/usr/lib/x86_64-linux-gnu/qemu/hw-usb-host.so",
+			"/usr/lib/x86_64-linux-gnu/qemu/hw-usb-redirect.so",
+			"/usr/lib/x86_64-linux-gnu/qemu/hw-display-virtio-gpu.so",
+			"/usr/lib/x86_64-linux-gnu/qemu/hw-display-virtio-gpu-pci.so",
+			"/usr/lib/x86_64-linux-gnu/qemu/hw-display-virtio-vga.so",
+			// Firmware, option ROMs, keymaps, firmware descriptors.
+			"/usr/share/qemu",
+			// Debian's QEMU searches /usr/share/qemu, /usr/share/seabios and
+			// /usr/lib/ipxe/qemu for firmware (--firmwarepath). Current
+			// machine types use the efi-* option ROMs.
+			"/usr/share/seabios",
+			"/usr/lib/ipxe/qemu/efi-*.rom",
+			"/usr/share/OVMF/OVMF_CODE_4M*.fd",
+			"/usr/share/OVMF/OVMF_VARS_4M*.fd",
+		},
+		Exclude: []string{
+			// Other architectures' firmware in qemu-system-data.
+			"openbios-*", "*.dtb", "hppa-firmware.img", "opensbi-*",
+			"palcode-*", "s390-*", "skiboot.lid", "slof.bin", "vof.bin",
+			"QEMU,cgthree.bin", "QEMU,tcx.bin", "npcm7xx_bootrom.bin",
+			"u-boot*", "edk2-*",
+			// 2 MiB flash images; the 4M variants are the ones QEMU's
+			// descriptors prefer.
+			"/usr/share/qemu/OVMF.fd",
+		},
+	}
+}
