@@ -95,7 +95,7 @@ func (m *Machine) loadModules() error {
 	}
 	m.Modules = mods
 	var errs []error
-	loaded, err := mods.Coldplug("/sys/devices")
+	loaded, err := mods.Coldplug("/sys/bus")
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -104,7 +104,7 @@ func (m *Machine) loadModules() error {
 		errs = append(errs, err)
 	}
 	// Modules from the list can create devices that need drivers in turn.
-	if more, err := mods.Coldplug("/sys/devices"); err != nil {
+	if more, err := mods.Coldplug("/sys/bus"); err != nil {
 		errs = append(errs, err)
 	} else if len(more) > 0 {
 		m.Log.Info("coldplug", "loaded", strings.Join(more, " "))

@@ -2,6 +2,9 @@ package boot
 
 import (
 	"bufio"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -36,5 +39,45 @@ garbage line
 		if d := cmp.Diff(tc.want, MatchAliases(aliases, tc.modalias)); d != "" {
 			t.Errorf("MatchAliases(%q) (-want +got):\n%s", tc.modalias, d)
 		}
+	}
+}
+
+func TestColdplugLoadsDriversWithDependencies(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "lib/modules/6.1.0-test-amd64")
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, "modules.dep"), "kernel/virtio_net.ko: kernel/net_failover.ko\nkernel/net_failover.ko:\nkernel/virtio_pci.ko:\n")
+	write(filepath.Join(dir, "modules.alias"), "alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci\nalias virtio:d00000001v* virtio_net\n")
+	bus := filepath.Join(root, "sys/bus")
+	write(filepath.Join(bus, "pci/devices/0000:00:02.0/modalias"), "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n")
+	write(filepath.Join(bus, "virtio/devices/virtio0/modalias"), "virtio:d00000001v00001AF4\n")
+	write(filepath.Join(bus, "pci/devices/0000:00:03.0/modalias"), "pci:v00008086d00001234sv0sd0bc0sc0i0\n")
+
+	var loadedPaths []string
+	m, err := newModules(testLogger(t), dir, func(p string) { loadedPaths = append(loadedPaths, filepath.Base(p)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.Coldplug(bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"virtio_net", "virtio_pci"}, got); d != "" {
+		t.Errorf("Coldplug loaded (-want +got):\n%s", d)
+	}
+	sort.Strings(loadedPaths)
+	if d := cmp.Diff([]string{"net_failover.ko", "virtio_net.ko", "virtio_pci.ko"}, loadedPaths); d != "" {
+		t.Errorf("module files loaded (-want +got):\n%s", d)
+	}
+	if more, _ := m.Coldplug(bus); len(more) != 0 {
+		t.Errorf("second Coldplug loaded %v again", more)
 	}
 }
