@@ -7,6 +7,7 @@ OUT        ?= out
 CACHE      ?= $(OUT)/cache
 HOST_IMAGE := $(OUT)/host
 E2E_TIMEOUT ?= 60m
+VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export FV_IMAGE_DIR := $(abspath $(HOST_IMAGE))
 export FV_IMAGE_CACHE := $(abspath $(CACHE))
 
@@ -41,7 +42,7 @@ test: ## unit and root integration tests (go vet, go test ./...)
 
 .PHONY: image
 image: ## build the host image into out/host (kernel, initramfs, manifest)
-	$(GO) run ./image/cmd/mkimage build -profile host -out $(HOST_IMAGE) -cache $(CACHE)
+	$(GO) run ./image/cmd/mkimage build -profile host -out $(HOST_IMAGE) -cache $(CACHE) -version $(VERSION)
 
 .PHONY: lock
 lock: ## re-pin the image's Debian packages (image/debian.lock) to the archive's current versions
@@ -53,8 +54,11 @@ run: image ## build the image and boot one host in QEMU (console in the foregrou
 	$(GO) run ./qemu-test/cmd/fvrun
 
 .PHONY: e2e
-e2e: image ## end-to-end tests: boot real images under QEMU
-	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./qemu-test/... ./image/... 2>&1 | tee $(OUT)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|[[:space:]](e2e|harness):' ; exit $${PIPESTATUS[0]}
+e2e: image ## end-to-end tests: boot real images under QEMU (full log in out/e2e.log)
+	@mkdir -p $(OUT)
+	set -o pipefail; $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./qemu-test/... ./image/... 2>&1 | tee $(OUT)/e2e.log | \
+		grep --line-buffered -E '^(=== RUN|\s*--- (PASS|FAIL|SKIP)|PASS|FAIL|ok |panic:)|_test\.go:[0-9]+: [^[]' || \
+		{ echo "e2e FAILED; the last 400 lines of $(OUT)/e2e.log:"; tail -n 400 $(OUT)/e2e.log; exit 1; }
 
 .PHONY: bench
 bench: ## benchmarks; results go to docs/benchmarks.md

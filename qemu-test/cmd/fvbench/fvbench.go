@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/flashvisor/flashvisor/api"
+	qemutest "github.com/flashvisor/flashvisor/qemu-test"
+)
+
+type options struct {
+	out      string // benchmarks.md to update
+	boots    int
+	skipCold bool
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("fvbench", flag.ContinueOnError)
+	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "benchmarks file to update")
+	fs.IntVar(&o.boots, "boots", 5, "boots for the boot-to-API median")
+	fs.BoolVar(&o.skipCold, "skip-cold", false, "skip the cold image build (it downloads every package again)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	root, err := qemutest.RepoRoot(".")
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "fvbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	mkimage := filepath.Join(work, "mkimage")
+	if err := command(ctx, root, "go", "build", "-o", mkimage, "./image/cmd/mkimage").Run(); err != nil {
+		return fmt.Errorf("building mkimage: %w", err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured %s by `make bench` on: %s.\n\n", time.Now().UTC().Format("2006-01-02"), machine())
+
+	// Image build: cold = empty package cache (downloads and unpacks every
+	// pinned .deb; the Go build cache stays warm), warm = everything cached.
+	cache := filepath.Join(root, "out", "cache")
+	outDir := filepath.Join(work, "host")
+	b.WriteString("| image build | seconds |\n|---|---|\n")
+	if !o.skipCold {
+		d, err := timed(ctx, root, mkimage, "build", "-profile", "host", "-out", outDir, "-cache", filepath.Join(work, "cold-cache"))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "| cold (empty package cache: download + unpack + build) | %.1f |\n", d.Seconds())
+		fmt.Fprintf(stdout, "cold build: %.1fs\n", d.Seconds())
+	}
+	if _, err := timed(ctx, root, mkimage, "build", "-profile", "host", "-out", outDir, "-cache", cache); err != nil {
+		return err
+	}
+	var warm []time.Duration
+	for i := 0; i < 3; i++ {
+		d, err := timed(ctx, root, mkimage, "build", "-profile", "host", "-out", outDir, "-cache", cache)
+		if err != nil {
+			return err
+		}
+		warm = append(warm, d)
+	}
+	fmt.Fprintf(&b, "| warm (everything cached; median of 3) | %.1f |\n\n", median(warm).Seconds())
+	fmt.Fprintf(stdout, "warm build: %.1fs\n", median(warm).Seconds())
+
+	var m api.Manifest
+	mb, err := os.ReadFile(filepath.Join(outDir, "manifest.json"))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(mb, &m); err != nil {
+		return err
+	}
+	b.WriteString("| output | size |\n|---|---|\n")
+	for _, f := range m.Outputs {
+		fmt.Fprintf(&b, "| `%s` | %.1f MiB |\n", f.Name, float64(f.Size)/(1<<20))
+	}
+	fmt.Fprintf(&b, "\nKernel %s; target for the compressed host image: well under 100 MiB.\n\n", m.Kernel)
+
+	// Boot to API ready: from QEMU start to the first authenticated 200 of
+	// GET /api/v1/host, with a persistent state disk (not first boot).
+	token, err := qemutest.NewToken()
+	if err != nil {
+		return err
+	}
+	stateDir := filepath.Join(work, "boot")
+	statePath := ""
+	boot := func(first bool) (time.Duration, string, error) {
+		opts := []qemutest.Option{
+			qemutest.WithKernel(filepath.Join(outDir, "vmlinuz")), qemutest.WithInitrd(filepath.Join(outDir, "initrd.img")),
+			qemutest.WithForward(443), qemutest.WithTimeout(10 * time.Minute), qemutest.WithStateDir(stateDir),
+			qemutest.WithAppend("flashvisor.token="+token, "flashvisor.initstate=/dev/vda"),
+		}
+		if first {
+			opts = append(opts, qemutest.WithBlankDisk("state", 64))
+		} else {
+			opts = append(opts, qemutest.WithDisk(statePath, "state"))
+		}
+		start := time.Now()
+		vm, err := qemutest.Boot("bench", opts...)
+		if err != nil {
+			return 0, "", err
+		}
+		defer vm.Close()
+		if first {
+			statePath = vm.DiskPath("state")
+		}
+		_, _, err = vm.WaitAPI(ctx, 443, token)
+		return time.Since(start), vm.Accel(), err
+	}
+	// The first boot formats the state disk and makes the TLS identity: it
+	// is not what an operator waits for on every boot, so it is not counted.
+	if _, _, err := boot(true); err != nil {
+		return err
+	}
+	var boots []time.Duration
+	accel := ""
+	for i := 0; i < o.boots; i++ {
+		d, a, err := boot(false)
+		if err != nil {
+			return err
+		}
+		accel = a
+		boots = append(boots, d)
+		fmt.Fprintf(stdout, "boot %d: %.1fs\n", len(boots), d.Seconds())
+	}
+	if len(boots) > 0 {
+		fmt.Fprintf(&b, "| boot to API ready (%s, state disk present) | seconds |\n|---|---|\n", accel)
+		fmt.Fprintf(&b, "| median of %d | %.1f |\n| min / max | %.1f / %.1f |\n\n", len(boots), median(boots).Seconds(), minD(boots).Seconds(), maxD(boots).Seconds())
+		b.WriteString("From QEMU start to the first authenticated `GET /api/v1/host`; the harness polls once a second, so figures have about 1 s resolution.\n\n")
+	}
+	return updateSection(filepath.Join(root, o.out), "image-and-boot", "Host image and boot", b.String())
+}
+
+func command(ctx context.Context, dir, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+func timed(ctx context.Context, dir, name string, args ...string) (time.Duration, error) {
+	start := time.Now()
+	cmd := command(ctx, dir, name, args...)
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return time.Since(start), nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func minD(ds []time.Duration) time.Duration {
+	m := ds[0]
+	for _, d := range ds {
+		m = min(m, d)
+	}
+	return m
+}
+
+func maxD(ds []time.Duration) time.Duration {
+	m := ds[0]
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
+}
+
+// machine describes where the figures come from.
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb)
+		mem = fmt.Sprintf("%.0f GiB RAM", float64(kb)/(1<<20))
+	}
+	kvm := "no /dev/kvm (QEMU emulation, TCG)"
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+		f.Close()
+		kvm = "KVM"
+	}
+	qemu := "QEMU ?"
+	if out, err := exec.Command("qemu-system-x86_64", "--version").Output(); err == nil {
+		qemu = strings.SplitN(string(out), "\n", 2)[0]
+	}
+	return fmt.Sprintf("%d cores (%s), %s, %s, %s, %s", runtime.NumCPU(), cpu, mem, kvm, qemu, runtime.Version())
+}
+
+// updateSection replaces the text between the markers of one section, or
+// appends the section, so each benchmark owns its part of the file.
+func updateSection(path, id, title, body string) error {
+	begin, end := "<!-- bench:"+id+" -->", "<!-- /bench:"+id+" -->"
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if len(old) == 0 {
+		old = []byte("# Benchmarks\n\nFigures measured by `make bench`; each section says when and on what machine.\n")
+	}
+	section := begin + "\n## " + title + "\n\n" + body + end
+	var out []byte
+	if i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end)); i >= 0 && j > i {
+		out = append(append(append([]byte{}, old[:i]...), section...), old[j+len(end):]...)
+	} else {
+		out = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), section+"\n"...)
+	}
+	return os.WriteFile(path, out, 0o644)
+}

@@ -1,0 +1,20 @@
+// Command fvbench measures Flashvisor's tracked figures and writes them into
+// docs/benchmarks.md (`make bench`): image build time cold and warm, image
+// sizes, and boot-to-API-ready time.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "fvbench:", err)
+		os.Exit(1)
+	}
+}
