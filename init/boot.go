@@ -293,6 +293,7 @@ func Main() {
 			}
 		}()
 	}
+	go m.RunScreen("/dev/tty1", filepath.Join(m.Info.StateDir, layout.TLSCertFile), imageVersion(layout.ManifestFile))
 	fmt.Fprintf(console, "flashvisor: host %s (%s) is up; %d boot step(s) failed\n", m.Info.Hostname, m.Info.HostUUID, len(m.Info.FailedSteps))
 	m.funnel(<-m.power)
 }
@@ -367,4 +368,14 @@ func (m *Machine) funnel(a PowerAction) {
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// imageVersion reads the version from the image manifest.
+func imageVersion(path string) string {
+	var man api.Manifest
+	b, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(b, &man) != nil || man.Version == "" {
+		return "(unknown version)"
+	}
+	return man.Version
 }

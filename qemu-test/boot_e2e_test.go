@@ -5,6 +5,7 @@ package qemutest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -244,18 +245,44 @@ func TestHostLifecycle(t *testing.T) {
 	}
 }
 
-// TestHostWithoutState boots with no state disk: the host runs with state in
-// RAM, says so, and the ACPI power button powers it off.
+// TestHostWithoutState boots with no state disk and a static management
+// address: the host runs with state in RAM and says so; Ctrl-Alt-Del reboots it and the ACPI power button powers
+// it off.
 func TestHostWithoutState(t *testing.T) {
 	token := qemutest.RandomToken(t)
-	vm := bootHost(t, "nostate", qemutest.WithAppend("flashvisor.token="+token))
+	// A static management address (user-mode networking forwards to .15).
+	vm := bootHost(t, "nostate", qemutest.WithAppend("flashvisor.token="+token, "flashvisor.mgmt=10.0.2.15/24,10.0.2.2"))
 	c, _ := waitAPI(t, vm, token)
 	h, err := c.Host(ctx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.PersistentState {
-		t.Errorf("persistent_state = true without a state disk")
+	if h.PersistentState || h.ManagementAddress != "10.0.2.15" {
+		t.Errorf("host = %+v; want persistent_state false and the static address 10.0.2.15", h)
+	}
+
+	// Ctrl-Alt-Del on the console reboots through init's funnel (the kernel
+	// sends init SIGINT), and with state in RAM the host gets a new identity.
+	keys := map[string]any{"keys": []map[string]string{
+		{"type": "qcode", "data": "ctrl"}, {"type": "qcode", "data": "alt"}, {"type": "qcode", "data": "delete"}}}
+	if _, err := vm.QMP(ctx(t), "send-key", keys); err != nil {
+		t.Fatal(err)
+	}
+	// The rebooted host has a new certificate: the old pin must refuse it.
+	waitFor(t, "reboot after Ctrl-Alt-Del", 5*time.Minute, func() error {
+		_, err := c.Host(ctx(t))
+		if errors.Is(err, client.ErrFingerprintMismatch) {
+			return nil
+		}
+		return fmt.Errorf("old identity still answering or host down: %v", err)
+	})
+	c2, _ := waitAPI(t, vm, token)
+	h2, err := c2.Host(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h2.UUID == h.UUID || h2.PersistentState {
+		t.Errorf("after reboot without state: uuid %s (before %s), persistent %v; want a new uuid, no persistence", h2.UUID, h.UUID, h2.PersistentState)
 	}
 	if _, err := vm.QMP(ctx(t), "system_powerdown", nil); err != nil {
 		t.Fatal(err)
