@@ -34,4 +34,8 @@ type ServiceSpec struct {
 	Name string   `json:"name"`
 	Path string   `json:"path"`
 	Args []string `json:"args,omitempty"`
+	// StopTimeoutSeconds is how long the service gets between SIGTERM and
+	// SIGKILL (default 10). hostd needs minutes at host shutdown: it shuts
+	// its VMs down first.
+	StopTimeoutSeconds int `json:"stop_timeout_seconds,omitempty"`
 }

@@ -100,7 +100,7 @@ func (m *Machine) loadModules() error {
 		errs = append(errs, err)
 	}
 	m.Log.Info("coldplug", "loaded", strings.Join(loaded, " "))
-	if err := mods.LoadList(filepath.Join(layout.EtcDir, "modules.load")); err != nil {
+	if err := mods.LoadList(layout.ModulesLoadFile); err != nil {
 		errs = append(errs, err)
 	}
 	// Modules from the list can create devices that need drivers in turn.
@@ -334,6 +334,8 @@ func ParseServices(b []byte) ([]api.ServiceSpec, error) {
 			return nil, fmt.Errorf("services[%d]: duplicate name %q", i, s.Name)
 		case !filepath.IsAbs(s.Path):
 			return nil, fmt.Errorf("services[%d] (%s): path %q is not absolute", i, s.Name, s.Path)
+		case s.StopTimeoutSeconds < 0 || s.StopTimeoutSeconds > 3600:
+			return nil, fmt.Errorf("services[%d] (%s): stop_timeout_seconds %d out of range 0-3600", i, s.Name, s.StopTimeoutSeconds)
 		}
 		seen[s.Name] = true
 	}
@@ -347,6 +349,9 @@ func (m *Machine) funnel(a PowerAction) {
 		fmt.Fprintf(m.Console, "flashvisor: %s requested; stopping services\n", a)
 		if m.cancel != nil {
 			m.cancel()
+		}
+		if err := os.WriteFile(layout.ShutdownMarker, []byte(a.String()+"\n"), 0o644); err != nil {
+			m.Log.Warn("shutdown marker", "err", err)
 		}
 		if m.Sup != nil {
 			m.Sup.StopAll()

@@ -182,7 +182,7 @@ func (s *Supervisor) StopAll() {
 		sv.cmds <- "stop"
 		select {
 		case <-sv.done:
-		case <-time.After(s.opt.StopTimeout + 5*time.Second):
+		case <-time.After(sv.stopTimeout() + 5*time.Second):
 			s.opt.Log.Error("service did not stop", "service", sv.spec.Name)
 		}
 	}
@@ -311,6 +311,14 @@ func (sv *service) pump(r *os.File) {
 	}
 }
 
+// stopTimeout is the service's own grace period, else the supervisor's.
+func (sv *service) stopTimeout() time.Duration {
+	if sv.spec.StopTimeoutSeconds > 0 {
+		return time.Duration(sv.spec.StopTimeoutSeconds) * time.Second
+	}
+	return sv.sup.opt.StopTimeout
+}
+
 // stop sends SIGTERM to the process group, then SIGKILL after StopTimeout.
 func (sv *service) stop(exited <-chan syscall.WaitStatus) syscall.WaitStatus {
 	sv.mu.Lock()
@@ -320,7 +328,7 @@ func (sv *service) stop(exited <-chan syscall.WaitStatus) syscall.WaitStatus {
 	select {
 	case ws := <-exited:
 		return ws
-	case <-time.After(sv.sup.opt.StopTimeout):
+	case <-time.After(sv.stopTimeout()):
 	}
 	sv.sup.opt.Log.Warn("did not stop in time; killing", "service", sv.spec.Name)
 	_ = unix.Kill(-pid, unix.SIGKILL)

@@ -218,3 +218,15 @@ func countZombieChildren(t *testing.T) int {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestSupervisorPerServiceStopTimeout(t *testing.T) {
+	s := newTestSupervisor(t, api.ServiceSpec{Name: "slow", StopTimeoutSeconds: 1,
+		Path: script(t, "trap 'sleep 0.6; exit 0' TERM; while :; do sleep 0.05; done")})
+	s.Start()
+	waitFor(t, "running", func() bool { return status(s, "slow").State == api.ServiceRunning })
+	time.Sleep(50 * time.Millisecond)
+	s.StopAll() // the supervisor default (300 ms) would kill it; its own 1 s does not
+	if st := status(s, "slow"); st.LastExit != "exit status 0" {
+		t.Errorf("LastExit = %q, want a clean exit within its own stop timeout", st.LastExit)
+	}
+}

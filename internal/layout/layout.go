@@ -26,6 +26,13 @@ const (
 	InitSocket = RunDir + "/init.sock"
 	// BootInfoFile is written by init after boot (api.BootInfo).
 	BootInfoFile = RunDir + "/boot.json"
+	// ShutdownMarker exists once init's shutdown funnel has started: a
+	// service that gets SIGTERM and sees it knows the host is going down
+	// (hostd then shuts its VMs down; on a mere restart it leaves them
+	// running).
+	ShutdownMarker = RunDir + "/shutting-down"
+	// ModulesLoadFile lists modules init loads whatever the hardware.
+	ModulesLoadFile = EtcDir + "/modules.load"
 
 	// StateDir is where the state partition is mounted; without one it is a
 	// tmpfs directory and BootInfo.PersistentState is false.
