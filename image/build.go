@@ -311,9 +311,12 @@ func WriteLock(ctx context.Context, o Options) (Lock, error) {
 	if err != nil {
 		return Lock{}, err
 	}
-	names, err := aptDepends(ctx, p.Packages)
-	if err != nil {
-		return Lock{}, err
+	var names []string
+	if len(p.Packages) > 0 {
+		// apt-cache depends without a package name fails.
+		if names, err = aptDepends(ctx, p.Packages); err != nil {
+			return Lock{}, err
+		}
 	}
 	cands, err := aptShow(ctx, append([]string{kpkg}, names...))
 	if err != nil {

@@ -61,7 +61,40 @@ type Program struct {
 
 // Profiles returns the known profiles by name.
 func Profiles() map[string]Profile {
-	return map[string]Profile{"host": HostProfile()}
+	return map[string]Profile{"host": HostProfile(), "guest": GuestProfile()}
+}
+
+// GuestProfile is the test guest that the end-to-end tests run as a VM: the
+// host's kernel and a Go PID 1 (testguest/) that reports on its serial
+// console, configures its NIC and answers a few console commands. It ships
+// the drivers of every device model a Flashvisor VM can have, and no Debian
+// userland, so its initramfs stays a few MiB and boots fast under emulation.
+func GuestProfile() Profile {
+	drivers := []string{
+		// virtio-net, e1000 and vmxnet3 NICs (virtio_pci binds the virtio
+		// devices; it is a module in Debian's kernel).
+		"virtio_pci", "virtio_net", "e1000", "vmxnet3",
+		// Disks: virtio-blk, virtio-scsi, the LSI controller
+		// (lsi53c895a -> sym53c8xx) and NVMe.
+		"virtio_blk", "virtio_scsi", "sym53c8xx", "sd_mod", "nvme",
+		"virtio_console",
+		// The ACPI power button (system_powerdown) as an evdev device.
+		"button", "evdev",
+	}
+	return Profile{
+		Name: "guest",
+		// Its own lock with the kernel only: the host lock would pull every
+		// QEMU dependency into the guest's manifest. TestGuestKernelMatchesHost
+		// keeps the two kernels the same.
+		Lock:   "image/guest.lock",
+		Kernel: "linux-image-amd64",
+		// Everything is loaded by name at boot: the guest has no coldplug
+		// and its devices are whatever the VM was given.
+		Modules:     drivers,
+		ModulesLoad: drivers,
+		Services:    []api.ServiceSpec{},
+		Programs:    []Program{{Pkg: "./testguest/cmd/fvguest", Dest: "/init"}},
+	}
 }
 
 // HostProfile is the Flashvisor host: KVM, QEMU and the host's Go userland.

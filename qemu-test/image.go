@@ -87,6 +87,36 @@ func HostImage(t testing.TB) (kernel, initrd string) {
 	return kernel, initrd
 }
 
+// GuestImageDir is where the test guest image is: $FV_GUEST_IMAGE_DIR, else
+// the guest folder beside the host image.
+func GuestImageDir() (string, error) {
+	if d := os.Getenv("FV_GUEST_IMAGE_DIR"); d != "" {
+		return d, nil
+	}
+	host, err := ImageDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Dir(host), "guest"), nil
+}
+
+// GuestImage returns the test guest's kernel and initramfs; like HostImage,
+// a missing image fails the test.
+func GuestImage(t testing.TB) (kernel, initrd string) {
+	t.Helper()
+	dir, err := GuestImageDir()
+	if err != nil {
+		t.Fatalf("guest image not built: run make image (%v)", err)
+		return "", ""
+	}
+	kernel, initrd, err = HostImageIn(dir)
+	if err != nil {
+		t.Fatalf("guest image not built in %s: run make image (%v)", dir, err)
+		return "", ""
+	}
+	return kernel, initrd
+}
+
 // tokenAlphabet is what API tokens are made of here: safe on a kernel command
 // line and in a shell without quoting.
 const tokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"

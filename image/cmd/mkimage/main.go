@@ -1,7 +1,7 @@
 // Command mkimage builds Flashvisor images and refreshes their package pins.
 //
-//	mkimage build -profile host -out out/host -cache out/cache [-version V]
-//	mkimage lock -profile host [-cache out/cache]
+//	mkimage build -profile host|guest [-out out/PROFILE] -cache out/cache [-version V]
+//	mkimage lock -profile host|guest [-cache out/cache]
 package main
 
 import (
@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"time"
 
 	"github.com/flashvisor/flashvisor/image"
@@ -34,7 +35,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	cmd := args[0]
 	fs := flag.NewFlagSet("mkimage "+cmd, flag.ContinueOnError)
 	profile := fs.String("profile", "host", "image profile")
-	out := fs.String("out", "out/host", "output directory (build)")
+	out := fs.String("out", "", "output directory (build; default out/PROFILE)")
 	cache := fs.String("cache", "out/cache", "download and extraction cache, shared between builds")
 	version := fs.String("version", "dev", "Flashvisor version recorded in the manifest (build)")
 	repo := fs.String("repo", ".", "repository root")
@@ -44,6 +45,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	p, ok := image.Profiles()[*profile]
 	if !ok {
 		return fmt.Errorf("unknown profile %q", *profile)
+	}
+	if *out == "" {
+		// Per profile, so that building the guest never overwrites the host.
+		*out = filepath.Join("out", p.Name)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	o := image.Options{Profile: p, Repo: *repo, Cache: image.Cache{Dir: *cache, Log: log}, Version: *version, Log: log}
