@@ -38,4 +38,7 @@ type ServiceSpec struct {
 	// SIGKILL (default 10). hostd needs minutes at host shutdown: it shuts
 	// its VMs down first.
 	StopTimeoutSeconds int `json:"stop_timeout_seconds,omitempty"`
+	// Console runs the service on the system console as its controlling
+	// terminal instead of capturing its output (the emergency shell).
+	Console bool `json:"console,omitempty"`
 }

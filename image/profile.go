@@ -106,6 +106,8 @@ func HostProfile() Profile {
 		Packages: []string{
 			"libc6", "qemu-system-x86", "qemu-system-data", "qemu-utils",
 			"e2fsprogs", "seabios", "ovmf", "ipxe-qemu",
+			// The emergency shell (flashvisor.shell=true only).
+			"busybox-static",
 		},
 		Modules: []string{
 			// Virtualisation.
@@ -143,6 +145,7 @@ func HostProfile() Profile {
 			"/usr/bin/qemu-system-x86_64",
 			"/usr/bin/qemu-img",
 			"/sbin/mke2fs", "/sbin/mkfs.ext4", "/sbin/e2fsck",
+			"/bin/busybox",
 			// QEMU's dlopen'd modules for a headless hypervisor.
 			"/usr/lib/x86_64-linux-gnu/qemu/accel-*.so",
 			"/usr/lib/x86_64-linux-gnu/qemu/hw-usb-host.so",

@@ -278,8 +278,14 @@ func Main() {
 		log.Error("services", "err", err)
 		fmt.Fprintf(console, "flashvisor: cannot read %s: %v\n", layout.ServicesFile, err)
 	}
-	m.Sup = NewSupervisor(specs, SupervisorOptions{Log: log, Reaper: m.Reaper, Console: console,
-		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}})
+	if m.Cfg.Shell {
+		// Only when asked for on the command line (INIT-6): a root shell on
+		// the console is a way around the API's authentication.
+		fmt.Fprintln(console, "flashvisor: emergency shell enabled on the console (flashvisor.shell)")
+		specs = append(specs, api.ServiceSpec{Name: "shell", Path: "/bin/busybox", Args: []string{"sh", "-l"}, Console: true})
+	}
+	m.Sup = NewSupervisor(specs, SupervisorOptions{Log: log, Reaper: m.Reaper, Console: console, ConsoleDevice: "/dev/console",
+		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}})
 	m.Sup.Start()
 
 	ctl := &Control{Sup: m.Sup, Power: m.Power, Log: log}

@@ -52,6 +52,8 @@ type SupervisorOptions struct {
 	StopTimeout time.Duration
 	LogLines    int
 	Env         []string
+	// ConsoleDevice is the terminal of Console services (/dev/console).
+	ConsoleDevice string
 }
 
 // Supervisor runs services, each in its own process group, restarting them
@@ -276,6 +278,9 @@ func (sv *service) countRestart() {
 // start launches the process in its own process group with its output going
 // to the ring buffer and the console.
 func (sv *service) start() (<-chan syscall.WaitStatus, error) {
+	if sv.spec.Console {
+		return sv.startOnConsole()
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -295,6 +300,30 @@ func (sv *service) start() (<-chan syscall.WaitStatus, error) {
 	sv.started = time.Now().UTC()
 	sv.mu.Unlock()
 	go sv.pump(pr)
+	return ch, nil
+}
+
+// startOnConsole runs the service in its own session with the console as
+// its controlling terminal, so job control and Ctrl-C work in a shell.
+func (sv *service) startOnConsole() (<-chan syscall.WaitStatus, error) {
+	tty, err := os.OpenFile(sv.sup.opt.ConsoleDevice, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open console: %w", err)
+	}
+	defer tty.Close()
+	cmd := exec.Command(sv.spec.Path, sv.spec.Args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.Env = sv.sup.opt.Env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	ch, err := sv.sup.opt.Reaper.Start(cmd)
+	if err != nil {
+		return nil, err
+	}
+	sv.mu.Lock()
+	sv.pid = cmd.Process.Pid
+	sv.started = time.Now().UTC()
+	sv.mu.Unlock()
+	sv.ring.add(time.Now().UTC().Format(time.RFC3339) + " (running on " + sv.sup.opt.ConsoleDevice + ")")
 	return ch, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +22,8 @@ import (
 )
 
 const apiPort = 443
+
+var shellAnswer = regexp.MustCompile(`(^|\s)SHELL-42\s*$`)
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
@@ -111,10 +114,23 @@ func hostdService(c *client.Client, t *testing.T) (api.Service, error) {
 func TestHostLifecycle(t *testing.T) {
 	fv := buildFvctl(t)
 	token := qemutest.RandomToken(t)
-	vm := bootHost(t, "host1",
+	keyboard, typing := io.Pipe()
+	defer typing.Close()
+	vm := bootHost(t, "host1", qemutest.WithConsoleInput(keyboard),
 		qemutest.WithBlankDisk("state", 64),
 		qemutest.WithAppend("flashvisor.initstate=/dev/vda", "flashvisor.token="+token, "flashvisor.hostname=e2e-host1"))
 	c, fp := waitAPI(t, vm, token)
+
+	// No shell unless asked for: what is typed on the console goes nowhere.
+	if _, err := io.WriteString(typing, "echo SHELL-$((6*7))\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	for _, l := range vm.Console() {
+		if shellAnswer.MatchString(l) {
+			t.Errorf("a shell answered on the console without flashvisor.shell: %q", l)
+		}
+	}
 
 	h, err := c.Host(ctx(t))
 	if err != nil {
@@ -246,13 +262,25 @@ func TestHostLifecycle(t *testing.T) {
 }
 
 // TestHostWithoutState boots with no state disk and a static management
-// address: the host runs with state in RAM and says so; Ctrl-Alt-Del reboots it and the ACPI power button powers
+// address and the emergency shell: the host runs with state in RAM and says
+// so, the shell answers on the console; Ctrl-Alt-Del reboots it and the ACPI power button powers
 // it off.
 func TestHostWithoutState(t *testing.T) {
 	token := qemutest.RandomToken(t)
 	// A static management address (user-mode networking forwards to .15).
-	vm := bootHost(t, "nostate", qemutest.WithAppend("flashvisor.token="+token, "flashvisor.mgmt=10.0.2.15/24,10.0.2.2"))
+	keyboard, typing := io.Pipe()
+	defer typing.Close()
+	vm := bootHost(t, "nostate", qemutest.WithConsoleInput(keyboard),
+		qemutest.WithAppend("flashvisor.token="+token, "flashvisor.mgmt=10.0.2.15/24,10.0.2.2", "flashvisor.shell=true"))
 	c, _ := waitAPI(t, vm, token)
+
+	// flashvisor.shell=true gives an emergency shell on the console.
+	if _, err := io.WriteString(typing, "echo SHELL-$((6*7))\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vm.WaitConsole(ctx(t), shellAnswer); err != nil {
+		t.Errorf("emergency shell did not answer on the console: %v", err)
+	}
 	h, err := c.Host(ctx(t))
 	if err != nil {
 		t.Fatal(err)
