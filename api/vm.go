@@ -192,3 +192,13 @@ type VM struct {
 	Path      string   `json:"path"`
 	Status    VMStatus `json:"status"`
 }
+
+// Snapshot is one VM snapshot (qcow2 internal snapshots of every disk, plus
+// the memory when it was taken while the VM ran).
+type Snapshot struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
+	Parent      string    `json:"parent,omitempty"`
+	Memory      bool      `json:"memory"`
+}
