@@ -197,7 +197,10 @@ func (e *env) newManager(t *testing.T) *Manager {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 func spec(name string, memMiB int) api.VMSpec {
 	return api.VMSpec{
