@@ -91,3 +91,12 @@ type BlockDevice struct {
 	// Datastore is the name of the datastore it holds, if any.
 	Datastore string `json:"datastore,omitempty"`
 }
+
+// DatastoreEntry is one entry of a datastore directory listing
+// (GET /api/v1/datastores/{name}/files/{dir}) or an uploaded file.
+type DatastoreEntry struct {
+	Name     string    `json:"name"`
+	Dir      bool      `json:"dir,omitempty"`
+	Size     int64     `json:"size"`
+	Modified time.Time `json:"modified"`
+}

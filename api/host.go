@@ -78,4 +78,15 @@ const (
 	ErrMethodNotAllowed = "method_not_allowed"
 	ErrUnavailable      = "unavailable"
 	ErrInternal         = "internal"
+
+	// 409 answers: the request is well-formed but the current state
+	// forbids it.
+	ErrExists   = "exists"   // the name is already taken
+	ErrConflict = "conflict" // e.g. a datastore missing or on several disks
+	// ErrForceRequired: the operation would destroy data; the same request
+	// with force set overrides it.
+	ErrForceRequired = "force_required"
+	// ErrInUse: the device or datastore is in use (the state partition, a
+	// mounted device, open files); force never overrides it.
+	ErrInUse = "in_use"
 )

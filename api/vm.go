@@ -202,3 +202,29 @@ type Snapshot struct {
 	Parent      string    `json:"parent,omitempty"`
 	Memory      bool      `json:"memory"`
 }
+
+// VMCreateRequest is the body of POST /api/v1/vms.
+type VMCreateRequest struct {
+	Datastore string `json:"datastore"`
+	Spec      VMSpec `json:"spec"`
+}
+
+// VMRegisterRequest is the body of POST /api/v1/vms/register: a parameter
+// file on a datastore, e.g. {"datastore": "ds1", "path": "web01/web01.fvx"}.
+type VMRegisterRequest struct {
+	Datastore string `json:"datastore"`
+	Path      string `json:"path"`
+}
+
+// SnapshotRequest is the body of POST /api/v1/vms/{name}/snapshots.
+type SnapshotRequest struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+// More error codes for VMs.
+const (
+	ErrState     = "invalid_state" // e.g. power on a running VM
+	ErrAdmission = "admission"     // not enough memory under the overcommit ratio
+	ErrNoKVM     = "no_kvm"
+)

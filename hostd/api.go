@@ -40,7 +40,7 @@ type route struct {
 
 func (s *Server) routeTable() []route {
 	v := "/api/" + api.Version
-	return []route{
+	return slices.Concat([]route{
 		{"GET", "/healthz", s.healthz},
 		{"GET", "/metrics", s.serveMetrics},
 		{"GET", v + "/host", s.getHost},
@@ -50,7 +50,7 @@ func (s *Server) routeTable() []route {
 		{"GET", v + "/services/{name}/log", s.serviceLog},
 		{"POST", v + "/services/{name}/restart", s.restartService},
 		{"POST", v + "/services/{name}/signal", s.signalService},
-	}
+	}, s.storageRoutes(v), s.taskRoutes(v), s.vmRoutes(v), s.portGroupRoutes(v), s.datastoreFileRoutes(v))
 }
 
 // Routes returns "METHOD PATH" for every endpoint the server registers.
@@ -130,7 +130,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, api.ErrUnauthorized, "missing or invalid bearer token")
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		// Uploads to a datastore are streamed to disk, not held in memory.
+		if !(r.Method == http.MethodPut && filesPathRE.MatchString(r.URL.Path)) {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/hostd/events"
+	"github.com/flashvisor/flashvisor/hostd/task"
 	"github.com/flashvisor/flashvisor/internal/cmdline"
 	"github.com/flashvisor/flashvisor/internal/layout"
 )
@@ -72,6 +74,22 @@ type Options struct {
 	// PowerDelay is how long after answering a shutdown or reboot request
 	// init is asked; it gives the answer time to leave the host.
 	PowerDelay time.Duration
+
+	// OpenDatastores returns the datastore manager, given the state
+	// directory it keeps its list in (known only inside New). nil, or a nil
+	// result, runs hostd without datastores. Tasks runs long operations and
+	// Events is the event bus; New makes both when nil and publishes each
+	// task's end unless Tasks.Done is set.
+	OpenDatastores func(stateDir string) Datastores
+	Tasks          *task.Manager
+	Events         *events.Bus
+
+	// OpenVMs builds the VM manager and port groups (nil: no VMs).
+	OpenVMs OpenVMs
+	// AutostartMarker (on tmpfs) records that autostart ran since boot;
+	// ShutdownMarker is init's "the host is going down" file.
+	AutostartMarker string
+	ShutdownMarker  string
 }
 
 // Server is a configured API server. New does every check that can fail
@@ -89,6 +107,10 @@ type Server struct {
 	metrics  *metrics
 	handler  http.Handler
 	routes   []route
+	ds       Datastores
+	tasks    *task.Manager
+	vms      VMs
+	pgs      PortGroups
 }
 
 // New reads boot.json, the manifest and the kernel command line, loads or
@@ -192,6 +214,8 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 
+	s.openDatastores()
+	s.initTasks()
 	s.metrics = newMetrics(s)
 	s.handler = s.buildHandler()
 	return s, nil
@@ -267,6 +291,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	s.mountDatastores(ctx)
+	s.startVMs(ctx)
 	s.printBanner(ln.Addr())
 	s.log.Info("API listening", "addr", ln.Addr().String(), "fingerprint", s.cert.fingerprint)
 
@@ -277,6 +303,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	s.stopVMs()
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

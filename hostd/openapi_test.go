@@ -79,18 +79,20 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"SignalRequest": api.SignalRequest{},
 		"Accepted":      api.Accepted{},
 		"Error":         api.Error{},
+		// Storage, datastores and tasks.
+		"BlockDevice":            api.BlockDevice{},
+		"Disk":                   api.Disk{},
+		"Datastore":              api.Datastore{},
+		"DatastoreCreateRequest": api.DatastoreCreateRequest{},
+		"Task":                   api.Task{},
+		"Event":                  api.Event{},
 	} {
 		sch, ok := doc.Components.Schemas[name]
 		if !ok {
 			t.Errorf("schema %s missing", name)
 			continue
 		}
-		var want []string
-		rt := reflect.TypeOf(v)
-		for i := range rt.NumField() {
-			tag, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
-			want = append(want, tag)
-		}
+		want := jsonFields(reflect.TypeOf(v))
 		var got []string
 		for p := range sch.Properties {
 			got = append(got, p)
@@ -106,4 +108,20 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// jsonFields lists a struct's JSON field names, with those of embedded
+// structs inlined as encoding/json does.
+func jsonFields(rt reflect.Type) []string {
+	var out []string
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && tag == "" {
+			out = append(out, jsonFields(f.Type)...)
+			continue
+		}
+		out = append(out, tag)
+	}
+	return out
 }

@@ -135,7 +135,9 @@ func HostProfile() Profile {
 			"kvm_amd", "kvm_intel", "tun", "vhost_net", "bridge", "8021q",
 			"bonding", "nf_tables", "button", "evdev", "virtio_rng", "ext4",
 		},
-		Services: []api.ServiceSpec{{Name: "hostd", Path: "/usr/lib/flashvisor/hostd"}},
+		// hostd gets three minutes at host shutdown: it shuts its VMs
+		// down (ACPI, then forced) before it exits.
+		Services: []api.ServiceSpec{{Name: "hostd", Path: "/usr/lib/flashvisor/hostd", StopTimeoutSeconds: 180}},
 		Programs: []Program{
 			{Pkg: "./init/cmd/init", Dest: "/init"},
 			{Pkg: "./hostd/cmd/hostd", Dest: "/usr/lib/flashvisor/hostd"},

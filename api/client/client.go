@@ -247,17 +247,22 @@ func (c *Client) raw(ctx context.Context, method, path string, in any) ([]byte, 
 		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		e := &APIError{Status: resp.StatusCode}
-		var ae api.Error
-		if json.Unmarshal(b, &ae) == nil && ae.Code != "" {
-			e.Code, e.Message = ae.Code, ae.Message
-		} else {
-			e.Code = "http_" + fmt.Sprint(resp.StatusCode)
-			e.Message = strings.TrimSpace(string(b))
-		}
-		return nil, e
+		return nil, apiError(resp.StatusCode, b)
 	}
 	return b, nil
+}
+
+// apiError decodes a non-2xx answer.
+func apiError(status int, b []byte) *APIError {
+	e := &APIError{Status: status}
+	var ae api.Error
+	if json.Unmarshal(b, &ae) == nil && ae.Code != "" {
+		e.Code, e.Message = ae.Code, ae.Message
+	} else {
+		e.Code = "http_" + fmt.Sprint(status)
+		e.Message = strings.TrimSpace(string(b))
+	}
+	return e
 }
 
 func servicePath(name, tail string) string {

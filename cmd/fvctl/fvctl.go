@@ -28,6 +28,22 @@ Commands:
   services log NAME                  show a service's recent output
   services restart NAME              restart a service
   services kill NAME [--signal SIG]  signal a service: TERM (default), KILL, HUP, INT, USR1, USR2
+  storage disks [--json]             disks and partitions: size, model, serial, what they hold
+  storage rescan [--json]            look for new disks and mount the datastores found
+  datastore list [--json]            datastores: name, UUID, device, capacity, free, status
+  datastore create NAME --device DEV [--force] [--no-wait] [--json]
+                                     format DEV (sdb, /dev/nvme0n1p3) as datastore NAME;
+                                     --force formats a device that holds data
+  datastore remove NAME [--force] [--no-wait] [--json]
+                                     unmount and wipe; --force also deletes VM directories
+  datastore mount NAME               mount an unmounted datastore
+  datastore unmount NAME             unmount; it stays unmounted across reboots
+  task list [--json]                 recent and running tasks
+  task show ID [--json]              one task
+  task wait ID [--json]              wait for a task to end; exit 1 if it failed
+
+Long operations (datastore create and remove) run as tasks; fvctl waits for
+them unless --no-wait, and stops waiting (the task goes on) on Ctrl-C.
 
 Global flags (may also follow the command):
   --host HOST[:PORT]   host to manage; port 443 by default      ($FVCTL_HOST)
@@ -168,6 +184,8 @@ func (a *app) run(ctx context.Context, args []string) error {
 			return a.serviceAction(ctx, rest[0], rest[1:])
 		}
 		return usagef("services %s: unknown command", rest[0])
+	case "storage", "datastore", "task":
+		return a.storageCommand(ctx, cmd, rest)
 	}
 	return usagef("unknown command %q", cmd)
 }

@@ -57,6 +57,7 @@ func (m *Manager) Start(kind, target string, fn func(ctx context.Context) (any, 
 	m.mu.Lock()
 	m.tasks[e.t.ID] = e
 	m.mu.Unlock()
+	started := e.t // copied before the goroutine writes e.t
 	go func() {
 		res, err := safe(fn)
 		now := time.Now().UTC()
@@ -86,7 +87,7 @@ func (m *Manager) Start(kind, target string, fn func(ctx context.Context) (any, 
 			m.Done(t)
 		}
 	}()
-	return e.t
+	return started
 }
 
 func safe(fn func(ctx context.Context) (any, error)) (res any, err error) {

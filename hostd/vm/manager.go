@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/hostd/console"
 	"github.com/flashvisor/flashvisor/hostd/macaddr"
 	"github.com/flashvisor/flashvisor/hostd/qmp"
 	"github.com/flashvisor/flashvisor/hostd/vmconfig"
@@ -38,6 +39,8 @@ var (
 type Ports interface {
 	Attach(ctx context.Context, vm string, nic int, portGroup, mac string) (tap string, err error)
 	Detach(ctx context.Context, vm string, nic int) error
+	// Release frees the VM's ports for good (the VM left this host).
+	Release(ctx context.Context, vm string) error
 }
 
 // Process is a running QEMU.
@@ -126,6 +129,7 @@ type machine struct {
 	reason  string
 	proc    Process
 	mon     *qmp.Client
+	hub     *console.Hub // serial console while running
 	started time.Time
 	// stopping is set while hostd itself stops the VM, so the exit is
 	// not reported as unexpected.
@@ -429,6 +433,9 @@ func (m *Manager) Unregister(ctx context.Context, name string) error {
 	delete(m.vms, name)
 	if err := m.saveInventory(); err != nil {
 		return err
+	}
+	if err := m.cfg.Ports.Release(ctx, name); err != nil {
+		m.cfg.Log.Warn("release ports", "vm", name, "err", err)
 	}
 	m.cfg.Publish("vm.unregistered", name, "")
 	return nil

@@ -125,6 +125,8 @@ func (f *fakePorts) Detach(ctx context.Context, vm string, nic int) error {
 	return nil
 }
 
+func (f *fakePorts) Release(ctx context.Context, vm string) error { return nil }
+
 func (f *fakePorts) count() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.attached) }
 
 type fakeDisks struct {

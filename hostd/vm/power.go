@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/hostd/console"
 	"github.com/flashvisor/flashvisor/hostd/qemuargs"
 	"github.com/flashvisor/flashvisor/hostd/qmp"
 )
@@ -179,9 +180,47 @@ func (m *Manager) start(ctx context.Context, mc *machine, spec api.VMSpec, resum
 	}
 	m.mu.Lock()
 	mc.proc, mc.mon, mc.state, mc.reason, mc.started, mc.stopping = proc, mon, api.VMPoweredOn, "", time.Now().UTC(), false
+	mc.hub = m.newHub(spec)
 	m.mu.Unlock()
 	go m.watch(mc, proc, mon)
 	return nil
+}
+
+// newHub attaches to a running VM's serial console, which QEMU serves to
+// one client: the hub is that client and fans it out to API sessions.
+func (m *Manager) newHub(spec api.VMSpec) *console.Hub {
+	if !spec.SerialConsole {
+		return nil
+	}
+	return console.NewHub(console.UnixDialer(m.SerialSocket(spec.Name)), console.Options{Log: m.cfg.Log.With("vm", spec.Name)})
+}
+
+// ConsoleHub returns a running VM's serial console hub.
+func (m *Manager) ConsoleHub(name string) (*console.Hub, error) {
+	mc, err := m.get(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", console.ErrNoVM, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mc.hub == nil {
+		return nil, fmt.Errorf("%w: %s is %s or has no serial console", console.ErrNoConsole, name, mc.state)
+	}
+	return mc.hub, nil
+}
+
+// VNCPath returns a running VM's VNC socket.
+func (m *Manager) VNCPath(name string) (string, error) {
+	mc, err := m.get(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", console.ErrNoVM, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mc.proc == nil || !mc.spec.VNCConsole {
+		return "", fmt.Errorf("%w: %s is %s or has no VNC console", console.ErrNoConsole, name, mc.state)
+	}
+	return m.VNCSocket(name), nil
 }
 
 // connect waits for QEMU's QMP socket.
@@ -263,6 +302,10 @@ func (m *Manager) exited(mc *machine, proc Process) {
 	}
 	spec := mc.spec
 	mc.proc, mc.mon = nil, nil
+	if mc.hub != nil {
+		mc.hub.Close()
+		mc.hub = nil
+	}
 	switch {
 	case mc.state == api.VMSuspended:
 	case mc.state == api.VMCrashed:
@@ -480,6 +523,7 @@ func (m *Manager) Adopt(ctx context.Context) {
 		}
 		m.mu.Lock()
 		mc.proc, mc.mon, mc.state, mc.reason, mc.started = proc, mon, state, "", processStart(pid)
+		mc.hub = m.newHub(mc.spec)
 		m.mu.Unlock()
 		go m.watch(mc, proc, mon)
 		m.cfg.Log.Info("adopted running VM", "vm", mc.spec.Name, "pid", pid)
@@ -547,4 +591,26 @@ func (m *Manager) Autostart(ctx context.Context) {
 		case <-time.After(time.Duration(v.Spec.Autostart.DelaySeconds) * time.Second):
 		}
 	}
+}
+
+// Screendump returns a PNG of the VM's display (QMP screendump).
+func (m *Manager) Screendump(ctx context.Context, name string) ([]byte, error) {
+	mc, err := m.get(name)
+	if err != nil {
+		return nil, err
+	}
+	mon, _, err := m.running(mc)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(m.cfg.RunDir, "screendump-*.png")
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	defer os.Remove(f.Name())
+	if err := mon.Screendump(ctx, f.Name(), "png"); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(f.Name())
 }

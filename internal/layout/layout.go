@@ -46,6 +46,8 @@ const (
 	TLSKeyFile     = "tls/host.key"
 	TLSCertFile    = "tls/host.crt"
 	TokenHashFile  = "api-token.sha256"
+	// DatastoresFile lists the datastores the host knows (package datastore).
+	DatastoresFile = "datastores.json"
 
 	// APIPort is the management API's HTTPS port.
 	APIPort = 443

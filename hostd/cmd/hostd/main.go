@@ -11,10 +11,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
+	"github.com/flashvisor/flashvisor/datastore"
 	"github.com/flashvisor/flashvisor/hostd"
+	"github.com/flashvisor/flashvisor/hostd/events"
 	"github.com/flashvisor/flashvisor/hostd/initclient"
+	"github.com/flashvisor/flashvisor/hostd/task"
 	"github.com/flashvisor/flashvisor/internal/layout"
 )
 
@@ -41,6 +45,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.Listen, "listen", "", "listen address host:port (default: management address, port 443)")
 	fs.StringVar(&o.ServiceName, "service-name", "hostd", "this service's name in init")
 	socket := fs.String("init-socket", layout.InitSocket, "init's control socket")
+	var vo vmOptions
+	fs.StringVar(&vo.qemu, "qemu", "/usr/bin/qemu-system-x86_64", "QEMU binary")
+	fs.StringVar(&vo.qemuImg, "qemu-img", "/usr/bin/qemu-img", "qemu-img binary")
+	fs.StringVar(&vo.ovmfCode, "ovmf-code", "/usr/share/OVMF/OVMF_CODE_4M.fd", "UEFI firmware for VMs")
+	fs.StringVar(&vo.ovmfVars, "ovmf-vars", "/usr/share/OVMF/OVMF_VARS_4M.fd", "UEFI variable store template")
+	fs.BoolVar(&vo.allowEmulation, "allow-emulation", false, "run VMs under software emulation when KVM is absent (slow)")
+	fs.Float64Var(&vo.overcommit, "memory-overcommit", 1.0, "VM memory admission: running VMs may use host memory times this")
+	fs.Int64Var(&vo.reserveMiB, "memory-reserve", 512, "host memory (MiB) kept out of VM admission for the host itself")
+	fs.StringVar(&vo.runDir, "vm-run-dir", layout.RunDir+"/vms", "runtime sockets of VMs")
+	fs.StringVar(&vo.cgroupRoot, "vm-cgroup", "/sys/fs/cgroup/flashvisor/vms", "cgroup parent of VMs (empty: none)")
 	debug := fs.Bool("debug", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -55,10 +69,36 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	o.Services, o.Power = ic, ic
 	o.Logger = log
 	o.Console = stdout
+	o.OpenDatastores = func(stateDir string) hostd.Datastores {
+		return openDatastores(filepath.Join(stateDir, layout.DatastoresFile), log)
+	}
+	o.OpenVMs = vo.open(log)
+	o.AutostartMarker = layout.RunDir + "/hostd-autostart-done"
+	o.ShutdownMarker = layout.ShutdownMarker
+	o.Events = events.New(1000)
+	o.Tasks = task.New(100) // hostd.New publishes each task's end on o.Events
 
 	s, err := hostd.New(o)
 	if err != nil {
 		return err
 	}
 	return s.Run(ctx)
+}
+
+// openDatastores opens the datastore manager, or returns nil so hostd runs
+// without datastores: a host whose datastore list cannot be read must stay
+// reachable for repair. A corrupt list is kept as it is, never overwritten,
+// since it is the only record of which datastores the operator unmounted.
+func openDatastores(stateFile string, log *slog.Logger) hostd.Datastores {
+	m, err := datastore.New(datastore.SystemConfig(stateFile, log))
+	switch {
+	case errors.Is(err, datastore.ErrCorruptState):
+		log.Error("DATASTORES DISABLED: the datastore list is corrupt; fix or move it away and restart hostd",
+			"file", stateFile, "err", err)
+		return nil
+	case err != nil:
+		log.Error("datastores disabled", "err", err)
+		return nil
+	}
+	return m
 }
