@@ -48,9 +48,19 @@ func (s *Server) datastoreFile(w http.ResponseWriter, r *http.Request) (root, fu
 		return "", "", false
 	}
 	rel := r.PathValue("path")
+	if rel == "" && r.Method == http.MethodGet {
+		return d.MountPoint, d.MountPoint, true // the datastore's root
+	}
 	clean := filepath.Clean("/" + rel)
 	if rel == "" || strings.Contains(rel, "\x00") || clean != "/"+strings.TrimSuffix(rel, "/") && clean != "/" {
 		writeError(w, http.StatusBadRequest, api.ErrBadRequest, fmt.Sprintf("path %q must be a clean relative path", rel))
+		return "", "", false
+	}
+	// Only GET may name the root ("." or "a/.." too) or end in a slash: an
+	// upload to the root would put its temporary file beside the mount
+	// point, outside the datastore.
+	if r.Method != http.MethodGet && (clean == "/" || strings.HasSuffix(rel, "/")) {
+		writeError(w, http.StatusBadRequest, api.ErrBadRequest, fmt.Sprintf("path %q must name a file", rel))
 		return "", "", false
 	}
 	return d.MountPoint, filepath.Join(d.MountPoint, clean), true

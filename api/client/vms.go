@@ -141,7 +141,7 @@ func (c *Client) Browse(ctx context.Context, datastore, dir string) ([]api.Datas
 	var out []api.DatastoreEntry
 	p := filesPath(datastore, dir)
 	if strings.Trim(dir, "/") == "" {
-		p = datastorePath(datastore, "/files/.")
+		p = datastorePath(datastore, "/files/")
 	}
 	err := c.do(ctx, "GET", p, nil, &out)
 	return out, err

@@ -1,0 +1,336 @@
+//go:build e2e
+
+package qemutest_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/api/client"
+	qemutest "github.com/flashvisor/flashvisor/qemu-test"
+)
+
+// guestConsole reads a VM's serial console through the API (websocket).
+type guestConsole struct {
+	t     *testing.T
+	rwc   io.ReadWriteCloser
+	mu    sync.Mutex
+	lines []string
+	cond  chan struct{}
+}
+
+func attachConsole(t *testing.T, c *client.Client, vm string) *guestConsole {
+	t.Helper()
+	rwc, err := c.Console(context.Background(), vm, true)
+	if err != nil {
+		t.Fatalf("console of %s: %v", vm, err)
+	}
+	g := &guestConsole{t: t, rwc: rwc, cond: make(chan struct{})}
+	t.Cleanup(func() { rwc.Close() })
+	go func() {
+		sc := bufio.NewScanner(rwc)
+		for sc.Scan() {
+			line := strings.TrimRight(sc.Text(), "\r")
+			t.Logf("[%s console] %s", vm, line)
+			g.mu.Lock()
+			g.lines = append(g.lines, line)
+			close(g.cond)
+			g.cond = make(chan struct{})
+			g.mu.Unlock()
+		}
+	}()
+	return g
+}
+
+// wait returns the first line from index `from` on that matches re.
+func (g *guestConsole) wait(from int, re *regexp.Regexp, d time.Duration) (string, int) {
+	g.t.Helper()
+	deadline := time.After(d)
+	for {
+		g.mu.Lock()
+		for i := from; i < len(g.lines); i++ {
+			if re.MatchString(g.lines[i]) {
+				l := g.lines[i]
+				g.mu.Unlock()
+				return l, i + 1
+			}
+		}
+		ch := g.cond
+		g.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			g.t.Fatalf("console: no line matching %s within %s", re, d)
+		}
+	}
+}
+
+func (g *guestConsole) mark() int { g.mu.Lock(); defer g.mu.Unlock(); return len(g.lines) }
+
+// ask sends a command and returns the guest's FVGUEST answer.
+func (g *guestConsole) ask(cmd string, re *regexp.Regexp) string {
+	g.t.Helper()
+	from := g.mark()
+	if _, err := io.WriteString(g.rwc, cmd+"\n"); err != nil {
+		g.t.Fatalf("console send %q: %v", cmd, err)
+	}
+	l, _ := g.wait(from, re, time.Minute)
+	return l
+}
+
+// waitTask follows a task: waitTask(t, c)(c.PowerVM(...)).
+func waitTask(t *testing.T, c *client.Client) func(api.Task, error) api.Task {
+	return func(task api.Task, err error) api.Task {
+		t.Helper()
+		return waitTaskDone(t, c, task, err)
+	}
+}
+
+func waitTaskDone(t *testing.T, c *client.Client, task api.Task, err error) api.Task {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("start task: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	done, err := c.WaitTask(ctx, task.ID)
+	if err != nil {
+		t.Fatalf("wait for %s %s: %v", task.Kind, task.Target, err)
+	}
+	return done
+}
+
+// mustSucceed follows a task that must succeed: mustSucceed(t, c)(c.X(...)).
+func mustSucceed(t *testing.T, c *client.Client) func(api.Task, error) api.Task {
+	return func(task api.Task, err error) api.Task {
+		t.Helper()
+		return mustSucceedDone(t, c, task, err)
+	}
+}
+
+func mustSucceedDone(t *testing.T, c *client.Client, task api.Task, err error) api.Task {
+	t.Helper()
+	done := waitTaskDone(t, c, task, err)
+	if done.State != api.TaskSuccess {
+		t.Fatalf("%s %s: %s: %+v", done.Kind, done.Target, done.State, done.Error)
+	}
+	return done
+}
+
+func upload(t *testing.T, c *client.Client, ds, local, remote string) {
+	t.Helper()
+	f, err := os.Open(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := c.Upload(ctx, ds, remote, f, st.Size()); err != nil {
+		t.Fatalf("upload %s: %v", remote, err)
+	}
+}
+
+var (
+	readyLine = regexp.MustCompile(`FVGUEST READY name=g1 mac=(\S+) ip=192\.168\.77\.11`)
+	pongLine  = regexp.MustCompile(`FVGUEST PONG`)
+	wroteLine = regexp.MustCompile(`FVGUEST WROTE`)
+	dataLine  = regexp.MustCompile(`FVGUEST DATA (.*)$`)
+)
+
+// TestVMLifecycle runs a nested test guest on a host under KVM-in-emulation:
+// datastore, upload, port group, create, power on, console, ping from the
+// host, snapshots, hostd restart, ACPI shutdown, unregister/register,
+// admission, destroy, and autostart after a host reboot.
+func TestVMLifecycle(t *testing.T) {
+	gk, gi := qemutest.GuestImage(t)
+	token := qemutest.RandomToken(t)
+	keyboard, typing := io.Pipe()
+	defer typing.Close()
+	host := bootHost(t, "vmhost", qemutest.WithConsoleInput(keyboard), qemutest.WithMemory(3072),
+		qemutest.WithBlankDisk("state", 64), qemutest.WithBlankDisk("spare", 2048),
+		qemutest.WithAppend("flashvisor.initstate=/dev/vda", "flashvisor.token="+token, "flashvisor.shell=true"))
+	c, _ := waitAPI(t, host, token)
+
+	// A datastore on the spare disk (/dev/vdb).
+	mustSucceed(t, c)(c.CreateDatastore(ctx(t), api.DatastoreCreateRequest{Name: "ds1", Device: "vdb"}))
+	ds, err := c.Datastore(ctx(t), "ds1")
+	if err != nil || ds.Status != api.DatastoreMounted || !strings.HasPrefix(ds.MountPoint, "/vmfs/volumes/") {
+		t.Fatalf("datastore ds1 = %+v, %v; want mounted under /vmfs/volumes", ds, err)
+	}
+	upload(t, c, "ds1", gk, "guest/vmlinuz")
+	upload(t, c, "ds1", gi, "guest/initrd.img")
+	if err := c.AddPortGroup(ctx(t), api.PortGroup{Name: "VM Network", HostAddress: "192.168.77.1/24"}); err != nil {
+		t.Fatal(err)
+	}
+
+	spec := api.VMSpec{
+		Name: "g1", VCPUs: 1, MemoryMiB: 256, Firmware: api.FirmwareBIOS,
+		KernelBoot:      &api.KernelBoot{Kernel: "[ds1] guest/vmlinuz", Initrd: "[ds1] guest/initrd.img", Cmdline: "console=ttyS0 fvguest.name=g1 fvguest.ip=192.168.77.11/24"},
+		SCSIControllers: []api.SCSIController{{Model: api.SCSIVirtio}},
+		Disks:           []api.VirtualDisk{{Bus: api.DiskBusSCSI, File: "g1.qcow2", Provisioning: api.ProvisionThin, SizeMiB: 64}},
+		NICs:            []api.NIC{{Model: api.NICVirtio, PortGroup: "VM Network", AddressType: api.MACGenerated}},
+		SerialConsole:   true,
+		Autostart:       api.Autostart{Enabled: true, Order: 1},
+	}
+	mustSucceed(t, c)(c.CreateVM(ctx(t), api.VMCreateRequest{Datastore: "ds1", Spec: spec}))
+	v, err := c.VM(ctx(t), "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := v.Spec.NICs[0].MAC
+	if !strings.HasPrefix(mac, "00:50:56:") {
+		t.Errorf("generated MAC %q not in 00:50:56", mac)
+	}
+
+	start := time.Now()
+	mustSucceed(t, c)(c.PowerVM(ctx(t), "g1", "on", ""))
+	con := attachConsole(t, c, "g1")
+	ready, next := con.wait(0, readyLine, 3*time.Minute)
+	t.Logf("guest READY %.1fs after power-on: %s", time.Since(start).Seconds(), ready)
+	if got := readyLine.FindStringSubmatch(ready)[1]; !strings.EqualFold(got, mac) {
+		t.Errorf("guest sees MAC %s, want %s", got, mac)
+	}
+	_ = next
+	v, _ = c.VM(ctx(t), "g1")
+	if v.Status.State != api.VMPoweredOn || v.Status.Accel != "kvm" {
+		t.Errorf("g1 status = %+v; want poweredOn under kvm (nested)", v.Status)
+	}
+
+	// Ping the guest from the host (the emergency shell's busybox).
+	io.WriteString(typing, "ping -c 3 -W 2 192.168.77.11 && echo PING-G1-OK\n")
+	if _, err := host.WaitConsole(ctx(t), regexp.MustCompile(`^PING-G1-OK`)); err != nil {
+		t.Errorf("host cannot ping the guest: %v", err)
+	}
+
+	// Snapshot with memory, change the disk, revert: the change is gone.
+	con.ask("write before", wroteLine)
+	mustSucceed(t, c)(c.CreateSnapshot(ctx(t), "g1", api.SnapshotRequest{Name: "s1"}))
+	con.ask("write after", wroteLine)
+	if got := dataLine.FindStringSubmatch(con.ask("read", dataLine))[1]; got != "after" {
+		t.Fatalf("read after write = %q", got)
+	}
+	mustSucceed(t, c)(c.RevertSnapshot(ctx(t), "g1", "s1"))
+	if got := dataLine.FindStringSubmatch(con.ask("read", dataLine))[1]; got != "before" {
+		t.Errorf("read after revert = %q, want %q", got, "before")
+	}
+
+	// hostd restarts: the VM keeps running and is controllable.
+	pid := v.Status.PID
+	before, err := hostdService(c, t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SignalService(ctx(t), "hostd", "KILL")
+	waitFor(t, "hostd restarted", 2*time.Minute, func() error {
+		s, err := hostdService(c, t)
+		if err != nil {
+			return err
+		}
+		if s.State != api.ServiceRunning || s.Restarts != before.Restarts+1 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	waitFor(t, "hostd back with g1 adopted", 2*time.Minute, func() error {
+		v2, err := c.VM(ctx(t), "g1")
+		if err != nil {
+			return err
+		}
+		if v2.Status.State != api.VMPoweredOn || v2.Status.PID != pid {
+			t.Fatalf("after hostd restart g1 = %+v, want poweredOn with pid %d", v2.Status, pid)
+		}
+		return nil
+	})
+	con = attachConsole(t, c, "g1")
+	con.ask("ping", pongLine)
+
+	// ACPI shutdown.
+	mustSucceed(t, c)(c.PowerVM(ctx(t), "g1", "shutdown", "2m"))
+	if v, _ := c.VM(ctx(t), "g1"); v.Status.State != api.VMPoweredOff {
+		t.Errorf("after shutdown g1 is %s", v.Status.State)
+	}
+
+	// Unregister and register again: same MAC.
+	if err := c.UnregisterVM(ctx(t), "g1"); err != nil {
+		t.Fatal(err)
+	}
+	v, err = c.RegisterVM(ctx(t), "ds1", "g1/g1.fvx")
+	if err != nil || v.Spec.NICs[0].MAC != mac {
+		t.Errorf("re-registered g1: %v, MAC %s; want %s", err, v.Spec.NICs[0].MAC, mac)
+	}
+
+	// Admission: a VM bigger than the host's memory is refused clearly.
+	big := api.VMSpec{Name: "big", VCPUs: 1, MemoryMiB: 64 << 10, Firmware: api.FirmwareBIOS, SerialConsole: true}
+	mustSucceed(t, c)(c.CreateVM(ctx(t), api.VMCreateRequest{Datastore: "ds1", Spec: big}))
+	done := waitTask(t, c)(c.PowerVM(ctx(t), "big", "on", ""))
+	if done.State != api.TaskError || done.Error.Code != api.ErrAdmission || !strings.Contains(done.Error.Message, "65536") {
+		t.Errorf("power on big = %+v, want an admission error naming 65536 MiB", done)
+	}
+	mustSucceed(t, c)(c.DestroyVM(ctx(t), "big"))
+	list, err := c.Browse(ctx(t), "ds1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range list {
+		if e.Name == "big" {
+			t.Errorf("big's directory is still on ds1 after destroy")
+		}
+	}
+	var ae *client.APIError
+	if _, err := c.VM(ctx(t), "big"); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+		t.Errorf("VM(big) after destroy = %v, want 404", err)
+	}
+
+	// Host reboot: the datastore is mounted again, the VM listed and, being
+	// marked for autostart, running again.
+	if err := c.Reboot(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "host rebooted with g1 autostarted", 6*time.Minute, func() error {
+		h, err := c.Host(ctx(t))
+		if err != nil {
+			return err
+		}
+		if h.UptimeSeconds > 300 {
+			return errors.New("not rebooted yet")
+		}
+		v, err := c.VM(ctx(t), "g1")
+		if err != nil {
+			return err
+		}
+		if v.Status.State != api.VMPoweredOn {
+			return errors.New("g1 is " + v.Status.State)
+		}
+		return nil
+	})
+	con = attachConsole(t, c, "g1")
+	con.wait(0, readyLine, 3*time.Minute)
+
+	// Host shutdown stops the VM cleanly first.
+	if err := c.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := host.Wait(wctx); err != nil {
+		t.Fatalf("host after shutdown: %v", err)
+	}
+	for _, l := range host.Console() {
+		if strings.Contains(l, "host shutting down: shutting VMs down") {
+			return
+		}
+	}
+	t.Errorf("hostd did not shut the VMs down at host shutdown")
+}
