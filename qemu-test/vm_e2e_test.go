@@ -121,6 +121,12 @@ func mustSucceed(t *testing.T, c *client.Client) func(api.Task, error) api.Task 
 func mustSucceedDone(t *testing.T, c *client.Client, task api.Task, err error) api.Task {
 	t.Helper()
 	done := waitTaskDone(t, c, task, err)
+	if done.State != api.TaskSuccess && strings.HasPrefix(done.Kind, "vm.") {
+		// QEMU's own words are in the VM's directory.
+		if b, err := c.Download(ctx(t), "ds1", done.Target+"/qemu.log"); err == nil {
+			t.Logf("%s/qemu.log:\n%s", done.Target, b)
+		}
+	}
 	if done.State != api.TaskSuccess {
 		t.Fatalf("%s %s: %s: %+v", done.Kind, done.Target, done.State, done.Error)
 	}
@@ -255,6 +261,23 @@ func TestVMLifecycle(t *testing.T) {
 	})
 	con = attachConsole(t, c, "g1")
 	con.ask("ping", pongLine)
+
+	// A screenshot of the VM's display (QMP screendump).
+	png, err := c.Screenshot(ctx(t), "g1")
+	if err != nil || len(png) < 8 || string(png[1:4]) != "PNG" {
+		t.Errorf("screenshot: %d bytes, %v; want a PNG", len(png), err)
+	}
+
+	// Suspend to a state file and resume: the guest carries on where it was.
+	mustSucceed(t, c)(c.PowerVM(ctx(t), "g1", "suspend", ""))
+	if v, _ := c.VM(ctx(t), "g1"); v.Status.State != api.VMSuspended || v.Status.PID != 0 {
+		t.Errorf("after suspend g1 = %+v, want suspended without a process", v.Status)
+	}
+	mustSucceed(t, c)(c.PowerVM(ctx(t), "g1", "on", ""))
+	con = attachConsole(t, c, "g1")
+	if got := dataLine.FindStringSubmatch(con.ask("read", dataLine))[1]; got != "before" {
+		t.Errorf("read after resume = %q, want %q", got, "before")
+	}
 
 	// ACPI shutdown.
 	mustSucceed(t, c)(c.PowerVM(ctx(t), "g1", "shutdown", "2m"))

@@ -293,19 +293,27 @@ func (m *Manager) event(mc *machine, ev qmp.Event) {
 	}
 }
 
-// exited records that a VM's QEMU is gone and frees its taps.
+// exited records that a VM's QEMU is gone and frees its taps. The
+// cleanup happens before mc.proc is cleared: waitExited (and so a power-on
+// right after a suspend) must not race with the removal of the run
+// directory.
 func (m *Manager) exited(mc *machine, proc Process) {
 	m.mu.Lock()
 	if mc.proc != proc {
 		m.mu.Unlock()
 		return
 	}
-	spec := mc.spec
-	mc.proc, mc.mon = nil, nil
-	if mc.hub != nil {
-		mc.hub.Close()
-		mc.hub = nil
+	spec, hub := mc.spec, mc.hub
+	mc.hub = nil
+	m.mu.Unlock()
+	if hub != nil {
+		hub.Close()
 	}
+	m.detachAll(context.Background(), spec)
+	os.RemoveAll(m.runDir(spec.Name))
+
+	m.mu.Lock()
+	mc.proc, mc.mon = nil, nil
 	switch {
 	case mc.state == api.VMSuspended:
 	case mc.state == api.VMCrashed:
@@ -316,8 +324,6 @@ func (m *Manager) exited(mc *machine, proc Process) {
 	}
 	state, reason := mc.state, mc.reason
 	m.mu.Unlock()
-	m.detachAll(context.Background(), spec)
-	os.RemoveAll(m.runDir(spec.Name))
 	m.cfg.Publish("vm.powered_off", spec.Name, state+" "+reason)
 }
 
