@@ -240,9 +240,9 @@ func TestBodies(t *testing.T) {
 func TestNotFoundAndMethodAreJSON(t *testing.T) {
 	e := newEnv(t)
 	_, ts := e.start(t)
-	resp, b := do(t, ts, ts.URL, "GET", "/api/v1/vms", testToken, "")
+	resp, b := do(t, ts, ts.URL, "GET", "/api/v1/clusters", testToken, "")
 	if resp.StatusCode != 404 || decodeError(t, b).Code != api.ErrNotFound {
-		t.Errorf("GET /api/v1/vms = %d %s, want 404 not_found", resp.StatusCode, b)
+		t.Errorf("GET /api/v1/clusters = %d %s, want 404 not_found", resp.StatusCode, b)
 	}
 	resp, b = do(t, ts, ts.URL, "DELETE", "/api/v1/host", testToken, "")
 	if resp.StatusCode != 405 || decodeError(t, b).Code != api.ErrMethodNotAllowed {

@@ -103,6 +103,7 @@ func (s *Server) getDatastoreFile(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, out)
 		return
 	}
+	s.extendDeadlines(w, false)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, st.Name(), st.ModTime(), f)
 }
@@ -114,9 +115,9 @@ func (s *Server) putDatastoreFile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(6 * time.Hour)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.log.Warn("extend read deadline", "err", err)
-	}
+	// Over HTTP/2 the write timeout runs from the request's start, so the
+	// answer after a long upload needs it extended too.
+	s.extendDeadlines(w, true)
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		s.fileError(w, err)
 		return
@@ -164,6 +165,25 @@ func (s *Server) deleteDatastoreFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// transferTime bounds one file transfer: the server's read and write
+// timeouts suit API calls, not a large file.
+const transferTime = 6 * time.Hour
+
+// extendDeadlines gives a file transfer transferTime to write its answer
+// and, for uploads, to read the body.
+func (s *Server) extendDeadlines(w http.ResponseWriter, read bool) {
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(transferTime)
+	if read {
+		if err := rc.SetReadDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.log.Warn("extend read deadline", "err", err)
+		}
+	}
+	if err := rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Warn("extend write deadline", "err", err)
+	}
 }
 
 func (s *Server) fileError(w http.ResponseWriter, err error) {

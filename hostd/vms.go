@@ -186,6 +186,10 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
+	if req.Datastore == "" {
+		writeError(w, http.StatusBadRequest, api.ErrBadRequest, "datastore is required")
+		return
+	}
 	if err := vmconfig.Validate(req.Spec); err != nil {
 		writeError(w, http.StatusBadRequest, api.ErrBadRequest, err.Error())
 		return
@@ -202,6 +206,10 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 func (s *Server) registerVM(w http.ResponseWriter, r *http.Request) {
 	var req api.VMRegisterRequest
 	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Datastore == "" || req.Path == "" {
+		writeError(w, http.StatusBadRequest, api.ErrBadRequest, "datastore and path are required")
 		return
 	}
 	v, err := s.vms.Register(r.Context(), req.Datastore, req.Path)

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -113,8 +114,31 @@ func filesPath(datastore, p string) string {
 	return datastorePath(datastore, "/files/"+strings.Join(parts, "/"))
 }
 
+// checkFilePath refuses datastore paths the host would only redirect or
+// refuse: empty, "." and ".." elements.
+func checkFilePath(datastore, p string) error {
+	for _, e := range strings.Split(strings.Trim(p, "/"), "/") {
+		if e == "" || e == "." || e == ".." {
+			return fmt.Errorf("[%s] %s: want a clean path inside the datastore (no empty, . or .. elements)", datastore, p)
+		}
+	}
+	return nil
+}
+
+// streaming is the client without its per-call timeout, for file
+// transfers that take as long as the file needs; ctx still ends them.
+func (c *Client) streaming() *http.Client {
+	hc := *c.hc
+	hc.Timeout = 0
+	return &hc
+}
+
 // Upload stores r as a file on a datastore (created or replaced whole).
+// The transfer is not bound by Options.Timeout; ctx ends it.
 func (c *Client) Upload(ctx context.Context, datastore, path string, r io.Reader, size int64) error {
+	if err := checkFilePath(datastore, path); err != nil {
+		return fmt.Errorf("upload %w", err)
+	}
 	req, err := http.NewRequestWithContext(ctx, "PUT", c.base+filesPath(datastore, path), r)
 	if err != nil {
 		return err
@@ -124,7 +148,7 @@ func (c *Client) Upload(ctx context.Context, datastore, path string, r io.Reader
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.streaming().Do(req)
 	if err != nil {
 		return fmt.Errorf("upload [%s] %s: %w", datastore, path, err)
 	}
@@ -142,14 +166,53 @@ func (c *Client) Browse(ctx context.Context, datastore, dir string) ([]api.Datas
 	p := filesPath(datastore, dir)
 	if strings.Trim(dir, "/") == "" {
 		p = datastorePath(datastore, "/files/")
+	} else if err := checkFilePath(datastore, dir); err != nil {
+		return nil, fmt.Errorf("browse %w", err)
 	}
 	err := c.do(ctx, "GET", p, nil, &out)
 	return out, err
 }
 
-// Download returns a datastore file's content.
+// Download returns a datastore file's content; DownloadTo streams it.
 func (c *Client) Download(ctx context.Context, datastore, path string) ([]byte, error) {
-	return c.raw(ctx, "GET", filesPath(datastore, path), nil)
+	var b bytes.Buffer
+	_, err := c.DownloadTo(ctx, datastore, path, &b)
+	return b.Bytes(), err
+}
+
+// DownloadTo copies a datastore file to w and returns its size. The
+// transfer is not bound by Options.Timeout; ctx ends it.
+func (c *Client) DownloadTo(ctx context.Context, datastore, path string, w io.Writer) (int64, error) {
+	if err := checkFilePath(datastore, path); err != nil {
+		return 0, fmt.Errorf("download %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+filesPath(datastore, path), nil)
+	if err != nil {
+		return 0, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.streaming().Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("download [%s] %s: %w", datastore, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		return 0, apiError(resp.StatusCode, b)
+	}
+	if ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";"); ct == "application/json" {
+		return 0, fmt.Errorf("download [%s] %s: is a directory", datastore, path)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("download [%s] %s: %w", datastore, path, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return n, fmt.Errorf("download [%s] %s: got %d of %d bytes", datastore, path, n, resp.ContentLength)
+	}
+	return n, nil
 }
 
 // PortGroups lists the host's port groups.

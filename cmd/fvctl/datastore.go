@@ -14,7 +14,8 @@ import (
 	"github.com/flashvisor/flashvisor/api/client"
 )
 
-// storageCommand runs "storage ...", "datastore ..." and "task ...".
+// storageCommand runs "storage ...", "datastore ..." and "task ...";
+// "datastore upload|browse" are in vm.go.
 func (a *app) storageCommand(ctx context.Context, cmd string, rest []string) error {
 	sub := "list"
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
@@ -33,6 +34,8 @@ func (a *app) storageCommand(ctx context.Context, cmd string, rest []string) err
 		return a.datastoreRemove(ctx, rest)
 	case "datastore mount", "datastore unmount":
 		return a.datastoreMount(ctx, sub, rest)
+	case "datastore upload", "datastore browse", "datastore ls":
+		return a.datastoreFiles(ctx, sub, rest)
 	case "task list":
 		return a.taskList(ctx, rest)
 	case "task show", "task wait":

@@ -38,12 +38,42 @@ Commands:
                                      unmount and wipe; --force also deletes VM directories
   datastore mount NAME               mount an unmounted datastore
   datastore unmount NAME             unmount; it stays unmounted across reboots
+  datastore upload DS LOCAL REMOTE   copy a local file (ISO, kernel, disk image) to
+                                     REMOTE on datastore DS, e.g. iso/debian.iso
+  datastore browse DS [DIR] [--json] list a datastore directory (its root by default)
+  vm list [--json]                   VMs: name, state, vCPUs, memory, parameter file
+  vm show NAME                       one VM's spec and status (JSON)
+  vm create NAME --datastore DS [--cpus N] [--memory MIB] [--firmware bios|uefi]
+            [--disk SIZE[M|G][,thin|thick]] [--nic PORTGROUP[,MODEL]]...
+            [--nic-model virtio|e1000|vmxnet3] [--kernel F [--initrd F] [--cmdline S]]
+            [--serial=false] [--vnc] [--autostart ORDER] [--spec FILE.json]
+            [--no-wait] [--json]
+                                     create a VM (files as "[datastore] path")
+  vm register DS PATH                add an existing VM (its .fvx file) to the inventory
+  vm unregister NAME                 remove a VM from the inventory, keeping its files
+  vm destroy NAME [--no-wait] [--json]
+                                     delete a powered-off VM and its files
+  vm power on|off|reset|suspend NAME [--no-wait] [--json]
+  vm power shutdown NAME [--timeout 2m] [--no-wait] [--json]
+                                     change the power state; shutdown asks the guest,
+                                     then powers off after the timeout
+  vm snapshot list NAME [--json]     a VM's snapshots
+  vm snapshot create NAME SNAP [--description TEXT] [--no-wait] [--json]
+  vm snapshot revert|delete NAME SNAP [--no-wait] [--json]
+  vm screenshot NAME FILE.png        save a PNG of the VM's display
+  vm console NAME [--read-only]      attach to the serial console; Ctrl-] detaches
+  vm vnc NAME [--listen ADDR]        a local VNC port (127.0.0.1:5900) for the display
+  network portgroup list [--json]    port groups: name, VLAN, host address
+  network portgroup add NAME [--vlan N] [--host-address CIDR]
+                                     add a port group (VLAN 0 = untagged)
+  network portgroup remove NAME      remove an unused port group
   task list [--json]                 recent and running tasks
   task show ID [--json]              one task
   task wait ID [--json]              wait for a task to end; exit 1 if it failed
 
-Long operations (datastore create and remove) run as tasks; fvctl waits for
-them unless --no-wait, and stops waiting (the task goes on) on Ctrl-C.
+Long operations (datastore create and remove, vm create, destroy, power and
+snapshot) run as tasks; fvctl waits for them unless --no-wait, and stops
+waiting (the task goes on) on Ctrl-C.
 
 Global flags (may also follow the command):
   --host HOST[:PORT]   host to manage; port 443 by default      ($FVCTL_HOST)
@@ -186,6 +216,10 @@ func (a *app) run(ctx context.Context, args []string) error {
 		return usagef("services %s: unknown command", rest[0])
 	case "storage", "datastore", "task":
 		return a.storageCommand(ctx, cmd, rest)
+	case "vm", "vms":
+		return a.vmCommand(ctx, rest)
+	case "network", "net":
+		return a.networkCommand(ctx, rest)
 	}
 	return usagef("unknown command %q", cmd)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -38,6 +39,11 @@ func (a *app) vmCommand(ctx context.Context, rest []string) error {
 			return usagef("vm power: want on, off, shutdown, reset or suspend")
 		}
 		op := rest[0]
+		switch op {
+		case "on", "off", "shutdown", "reset", "suspend":
+		default:
+			return usagef("vm power %s: want on, off, shutdown, reset or suspend, then the VM's name", op)
+		}
 		var timeout string
 		return a.vmTaskFlags(ctx, "vm power "+op, rest[1:], func(fs *flag.FlagSet) {
 			if op == "shutdown" {
@@ -190,7 +196,7 @@ func parseDiskFlag(vm, v string) (api.VirtualDisk, error) {
 		size = strings.TrimSuffix(size, "M")
 	}
 	n, err := strconv.ParseInt(size, 10, 64)
-	if err != nil || n <= 0 {
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
 		return api.VirtualDisk{}, fmt.Errorf("size %q: want e.g. 512M or 20G", v)
 	}
 	ext := ".qcow2"
