@@ -164,7 +164,7 @@ func TestVMLifecycle(t *testing.T) {
 	token := qemutest.RandomToken(t)
 	keyboard, typing := io.Pipe()
 	defer typing.Close()
-	host := bootHost(t, "vmhost", qemutest.WithConsoleInput(keyboard), qemutest.WithMemory(3072),
+	host := bootHost(t, "vmhost", qemutest.WithConsoleInput(keyboard), qemutest.WithMemory(3072), qemutest.WithTimeout(40*time.Minute),
 		qemutest.WithBlankDisk("state", 64), qemutest.WithBlankDisk("spare", 2048),
 		qemutest.WithAppend("flashvisor.initstate=/dev/vda", "flashvisor.token="+token, "flashvisor.shell=true"))
 	c, _ := waitAPI(t, host, token)
@@ -203,7 +203,7 @@ func TestVMLifecycle(t *testing.T) {
 	start := time.Now()
 	mustSucceed(t, c)(c.PowerVM(ctx(t), "g1", "on", ""))
 	con := attachConsole(t, c, "g1")
-	ready, next := con.wait(0, readyLine, 3*time.Minute)
+	ready, next := con.wait(0, readyLine, 6*time.Minute)
 	t.Logf("guest READY %.1fs after power-on: %s", time.Since(start).Seconds(), ready)
 	if got := readyLine.FindStringSubmatch(ready)[1]; !strings.EqualFold(got, mac) {
 		t.Errorf("guest sees MAC %s, want %s", got, mac)
@@ -279,6 +279,24 @@ func TestVMLifecycle(t *testing.T) {
 		t.Errorf("read after resume = %q, want %q", got, "before")
 	}
 
+	// Hot-add a SCSI disk and a vNIC while the VM runs: QEMU must accept
+	// them, and the parameter file keeps them.
+	v, _ = c.VM(ctx(t), "g1")
+	grown := v.Spec
+	grown.Disks = append(grown.Disks, api.VirtualDisk{Bus: api.DiskBusSCSI, Unit: 1, File: "g1_1.qcow2", Provisioning: api.ProvisionThin, SizeMiB: 32})
+	grown.NICs = append(grown.NICs, api.NIC{Model: api.NICVirtio, PortGroup: "VM Network", AddressType: api.MACGenerated})
+	if v, err = c.ReconfigureVM(ctx(t), "g1", grown); err != nil {
+		t.Errorf("hot add to running g1: %v", err)
+	} else if len(v.Spec.Disks) != 2 || len(v.Spec.NICs) != 2 || v.Status.State != api.VMPoweredOn {
+		t.Errorf("after hot add: %d disks, %d NICs, %s", len(v.Spec.Disks), len(v.Spec.NICs), v.Status.State)
+	}
+	bad := v.Spec
+	bad.MemoryMiB = 512
+	var ae2 *client.APIError
+	if _, err := c.ReconfigureVM(ctx(t), "g1", bad); !errors.As(err, &ae2) || ae2.Code != api.ErrState {
+		t.Errorf("memory change on a running VM = %v, want %s", err, api.ErrState)
+	}
+
 	// ACPI shutdown.
 	mustSucceed(t, c)(c.PowerVM(ctx(t), "g1", "shutdown", "2m"))
 	if v, _ := c.VM(ctx(t), "g1"); v.Status.State != api.VMPoweredOff {
@@ -339,7 +357,7 @@ func TestVMLifecycle(t *testing.T) {
 		return nil
 	})
 	con = attachConsole(t, c, "g1")
-	con.wait(0, readyLine, 3*time.Minute)
+	con.wait(0, readyLine, 6*time.Minute)
 
 	// Host shutdown stops the VM cleanly first.
 	if err := c.Shutdown(ctx(t)); err != nil {

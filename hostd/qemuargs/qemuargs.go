@@ -290,6 +290,7 @@ func (b *builder) build() {
 	}
 	b.storage()
 	b.nics()
+	b.hotplugPorts()
 }
 
 func cmpOr(a, b string) string {
@@ -371,6 +372,21 @@ func (b *builder) diskNodes(id string, d api.VirtualDisk) string {
 	b.add("-blockdev", opts(file...))
 	b.add("-blockdev", opts(fmtNode...))
 	return id + "-fmt"
+}
+
+// HotplugPorts is how many empty PCIe root ports a VM gets: q35 devices on
+// the root bus cannot be hot-plugged, so vNICs added while the VM runs go
+// into these.
+const HotplugPorts = 4
+
+// HotplugPort is the id of spare root port i.
+func HotplugPort(i int) string { return fmt.Sprintf("hotplug%d", i) }
+
+func (b *builder) hotplugPorts() {
+	for i := 0; i < HotplugPorts; i++ {
+		// Chassis numbers must be unique per root port.
+		b.add("-device", opts("", "pcie-root-port", "id", HotplugPort(i), "bus", "pcie.0", "chassis", strconv.Itoa(10+i)))
+	}
 }
 
 func (b *builder) nics() {

@@ -130,6 +130,7 @@ type machine struct {
 	proc    Process
 	mon     *qmp.Client
 	hub     *console.Hub // serial console while running
+	hotNICs int          // spare PCIe ports used by hot-added vNICs
 	started time.Time
 	// stopping is set while hostd itself stops the VM, so the exit is
 	// not reported as unexpected.
@@ -375,14 +376,7 @@ func (m *Manager) createDisks(ctx context.Context, mc *machine, spec api.VMSpec)
 
 // resolve turns a spec file reference into a host path.
 func (m *Manager) resolve(dir, ref string) (string, error) {
-	if ds, p, ok := vmconfig.SplitDatastorePath(ref); ok {
-		root, err := m.cfg.Datastore(ds)
-		if err != nil {
-			return "", err
-		}
-		return filepath.Join(root, filepath.Clean("/"+p)), nil
-	}
-	return filepath.Join(dir, filepath.Clean("/"+ref)), nil
+	return resolveRef(m.cfg.Datastore, dir, ref)
 }
 
 // Register adds an existing VM directory (e.g. moved from another host).
@@ -476,16 +470,21 @@ func (m *Manager) Reconfigure(ctx context.Context, name string, spec api.VMSpec)
 	mc.busy.Lock()
 	defer mc.busy.Unlock()
 	m.mu.Lock()
-	if mc.state != api.VMPoweredOff {
+	state := mc.state
+	if state != api.VMPoweredOff && state != api.VMPoweredOn && state != api.VMPaused {
 		m.mu.Unlock()
-		return api.VM{}, fmt.Errorf("%w: %s is %s; reconfigure needs it powered off", ErrState, name, mc.state)
+		return api.VM{}, fmt.Errorf("%w: %s is %s; reconfigure needs it powered off (or running, to add devices)", ErrState, name, state)
 	}
 	if err := m.assignMACs(&spec); err != nil {
 		m.mu.Unlock()
 		return api.VM{}, err
 	}
 	m.mu.Unlock()
-	if err := m.createDisks(ctx, mc, spec); err != nil {
+	if state == api.VMPoweredOff {
+		if err := m.createDisks(ctx, mc, spec); err != nil {
+			return api.VM{}, err
+		}
+	} else if err := m.hotAdd(ctx, mc, spec); err != nil {
 		return api.VM{}, err
 	}
 	if err := vmconfig.Save(filepath.Join(mc.dir, filepath.Base(mc.relPath)), spec); err != nil {

@@ -79,6 +79,7 @@ func (f *fakeLauncher) Launch(ctx context.Context, ls LaunchSpec) (Process, erro
 		go func() { time.Sleep(20 * time.Millisecond); p.exit() }()
 		return nil, nil
 	})
+	v.Handle("blockdev-add", func(json.RawMessage) (any, error) { return map[string]any{}, nil })
 	go v.ServeListener(l)
 	// QEMU writes its pid file.
 	os.WriteFile(filepath.Join(filepath.Dir(ls.QMPSocket), pidFile), []byte(fmt.Sprint(p.pid)), 0o644)
@@ -517,5 +518,46 @@ func TestCorruptInventoryIsAnErrorAndKept(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(e.cfg.InventoryFile); string(b) != "{nope" {
 		t.Errorf("corrupt inventory was rewritten: %q", b)
+	}
+}
+
+func TestHotAddWhileRunning(t *testing.T) {
+	e := newEnv(t)
+	e.m.Create(ctx(t), CreateRequest{Datastore: "ds1", Spec: spec("hot", 256)})
+	if _, err := e.m.PowerOn(ctx(t), "hot"); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := e.m.Get("hot")
+	next := v.Spec
+	next.Disks = append(append([]api.VirtualDisk(nil), next.Disks...), api.VirtualDisk{Bus: api.DiskBusSCSI, Unit: 1, File: "hot_1.qcow2", Provisioning: api.ProvisionThin, SizeMiB: 32})
+	next.NICs = append(append([]api.NIC(nil), next.NICs...), api.NIC{Model: api.NICVirtio, PortGroup: "VM Network", AddressType: api.MACGenerated})
+	got, err := e.m.Reconfigure(ctx(t), "hot", next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Spec.Disks) != 2 || len(got.Spec.NICs) != 2 || got.Spec.NICs[1].MAC == "" {
+		t.Errorf("after hot add: %+v", got.Spec)
+	}
+	devs := e.launch.last.vm.Devices()
+	if devs["scsi0-1"] != "scsi-hd" || devs["ethernet1"] != "virtio-net-pci" {
+		t.Errorf("QEMU devices = %v, want scsi0-1 scsi-hd and ethernet1 virtio-net-pci", devs)
+	}
+	if e.ports.count() != 2 {
+		t.Errorf("%d ports attached, want 2", e.ports.count())
+	}
+	// Anything but additions needs a power off.
+	more := got.Spec
+	more.VCPUs = 2
+	if _, err := e.m.Reconfigure(ctx(t), "hot", more); !errors.Is(err, ErrState) {
+		t.Errorf("changing vCPUs while running = %v, want ErrState", err)
+	}
+	fewer := got.Spec
+	fewer.NICs = fewer.NICs[:1]
+	if _, err := e.m.Reconfigure(ctx(t), "hot", fewer); !errors.Is(err, ErrState) {
+		t.Errorf("removing a vNIC while running = %v, want ErrState", err)
+	}
+	// The saved file has the new devices: the next power-on starts with them.
+	if v, _ := e.newManager(t).Get("hot"); len(v.Spec.Disks) != 2 || len(v.Spec.NICs) != 2 {
+		t.Errorf("saved spec after hot add: %+v", v.Spec)
 	}
 }

@@ -180,7 +180,7 @@ func (m *Manager) start(ctx context.Context, mc *machine, spec api.VMSpec, resum
 	}
 	m.mu.Lock()
 	mc.proc, mc.mon, mc.state, mc.reason, mc.started, mc.stopping = proc, mon, api.VMPoweredOn, "", time.Now().UTC(), false
-	mc.hub = m.newHub(spec)
+	mc.hub, mc.hotNICs = m.newHub(spec), 0
 	m.mu.Unlock()
 	go m.watch(mc, proc, mon)
 	return nil

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -135,9 +136,13 @@ func (l *QEMULauncher) Adopt(pid int) (Process, error) {
 	return p, nil
 }
 
-// QEMUImg creates and snapshots images with qemu-img.
+// QEMUImg creates, snapshots, converts, resizes and inspects images with
+// qemu-img.
 type QEMUImg struct {
 	Binary string
+	// Exec runs qemu-img with args and returns its standard output (tests
+	// fake it); nil runs Binary.
+	Exec func(ctx context.Context, args []string) ([]byte, error)
 }
 
 // Create makes a new image: qcow2 grows on demand, raw is fully allocated.
@@ -160,9 +165,22 @@ func (q QEMUImg) Snapshot(ctx context.Context, op, path, name string) error {
 }
 
 func (q QEMUImg) run(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, q.Binary, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("qemu-img %v: %w: %s", args, err, out)
+	_, err := q.output(ctx, args...)
+	return err
+}
+
+// output runs qemu-img and returns its standard output; its standard error
+// (warnings) goes into the error only, so JSON answers stay parseable.
+func (q QEMUImg) output(ctx context.Context, args ...string) ([]byte, error) {
+	if q.Exec != nil {
+		return q.Exec(ctx, args)
 	}
-	return nil
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, q.Binary, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("qemu-img %v: %w: %s", args, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out, nil
 }
