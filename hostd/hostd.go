@@ -90,6 +90,10 @@ type Options struct {
 	// ShutdownMarker is init's "the host is going down" file.
 	AutostartMarker string
 	ShutdownMarker  string
+
+	// OpenDisks builds the disk operations (import, clone, grow, info) on
+	// the datastores; nil, or no datastores, answers 503.
+	OpenDisks OpenDisks
 }
 
 // Server is a configured API server. New does every check that can fail
@@ -111,6 +115,7 @@ type Server struct {
 	tasks    *task.Manager
 	vms      VMs
 	pgs      PortGroups
+	disks    Disks
 }
 
 // New reads boot.json, the manifest and the kernel command line, loads or
@@ -215,6 +220,7 @@ func New(o Options) (*Server, error) {
 	}
 
 	s.openDatastores()
+	s.openDisks()
 	s.initTasks()
 	s.metrics = newMetrics(s)
 	s.handler = s.buildHandler()

@@ -107,6 +107,10 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Snapshot":          api.Snapshot{},
 		"SnapshotRequest":   api.SnapshotRequest{},
 		"PortGroup":         api.PortGroup{},
+		// Disk operations.
+		"DiskCopyRequest": api.DiskCopyRequest{},
+		"DiskGrowRequest": api.DiskGrowRequest{},
+		"DiskInfo":        api.DiskInfo{},
 	} {
 		sch, ok := doc.Components.Schemas[name]
 		if !ok {

@@ -63,6 +63,16 @@ Commands:
   vm screenshot NAME FILE.png        save a PNG of the VM's display
   vm console NAME [--read-only]      attach to the serial console; Ctrl-] detaches
   vm vnc NAME [--listen ADDR]        a local VNC port (127.0.0.1:5900) for the display
+  disk import SRC DST [--thick] [--no-wait] [--json]
+                                     convert an image (vmdk, vhdx, qcow2, raw, vdi, vpc)
+                                     into a new disk: thin qcow2, or --thick raw
+  disk clone SRC DST [--thick] [--no-wait] [--json]
+                                     copy a qcow2 or raw disk into a new, independent one
+  disk grow DISK SIZE [--no-wait] [--json]
+                                     enlarge a disk of a powered-off VM to SIZE (20G,
+                                     512M, 2T) or by +SIZE; disks never shrink
+  disk info DISK [--json]            format, size, space used, backing file, snapshots
+                                     (disks as one argument: "[datastore] path")
   network portgroup list [--json]    port groups: name, VLAN, host address
   network portgroup add NAME [--vlan N] [--host-address CIDR]
                                      add a port group (VLAN 0 = untagged)
@@ -72,8 +82,8 @@ Commands:
   task wait ID [--json]              wait for a task to end; exit 1 if it failed
 
 Long operations (datastore create and remove, vm create, destroy, power and
-snapshot) run as tasks; fvctl waits for them unless --no-wait, and stops
-waiting (the task goes on) on Ctrl-C.
+snapshot, disk import, clone and grow) run as tasks; fvctl waits for them
+unless --no-wait, and stops waiting (the task goes on) on Ctrl-C.
 
 Global flags (may also follow the command):
   --host HOST[:PORT]   host to manage; port 443 by default      ($FVCTL_HOST)
@@ -220,6 +230,8 @@ func (a *app) run(ctx context.Context, args []string) error {
 		return a.vmCommand(ctx, rest)
 	case "network", "net":
 		return a.networkCommand(ctx, rest)
+	case "disk", "disks":
+		return a.diskCommand(ctx, rest)
 	}
 	return usagef("unknown command %q", cmd)
 }

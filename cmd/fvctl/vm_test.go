@@ -190,6 +190,7 @@ func newVMHost(t *testing.T) (base []string, requests func() []string) {
 			reply(w, 404, api.Error{Code: api.ErrNotFound, Message: "open " + r.PathValue("path") + ": no such file or directory"})
 		}
 	})
+	addDiskHandlers(mux, reply, start)
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(b))

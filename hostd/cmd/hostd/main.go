@@ -73,6 +73,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return openDatastores(filepath.Join(stateDir, layout.DatastoresFile), log)
 	}
 	o.OpenVMs = vo.open(log)
+	o.OpenDisks = vo.openDisks
 	o.AutostartMarker = layout.RunDir + "/hostd-autostart-done"
 	o.ShutdownMarker = layout.ShutdownMarker
 	o.Events = events.New(1000)

@@ -106,3 +106,8 @@ func (vo vmOptions) open(log *slog.Logger) hostd.OpenVMs {
 		return m, ports, nil
 	}
 }
+
+// openDisks runs the disk operations with qemu-img.
+func (vo vmOptions) openDisks(datastore func(string) (string, error), inUse func(string) (string, bool)) hostd.Disks {
+	return &vm.DiskOps{Tool: vm.QEMUImg{Binary: vo.qemuImg}, Datastore: datastore, InUse: inUse}
+}
