@@ -119,6 +119,13 @@ func HostProfile() Profile {
 			"bridge", "8021q", "bonding", "nf_tables", "nf_conntrack", "nft_ct",
 			"nft_reject_inet", "nf_reject_ipv4", "nf_reject_ipv6", "nft_fib_inet",
 			"nft_limit",
+			// Traffic control for port rate limits and filters (VEM-5): ingress
+			// policing (tc police on an ingress/clsact qdisc with matchall,
+			// u32 or flower filters), egress shaping, drop/redirect actions.
+			"sch_ingress", "sch_tbf", "sch_htb", "cls_matchall", "cls_u32",
+			"cls_flower", "act_police", "act_gact", "act_mirred",
+			// Virtual links: the VEM's root tests wire namespaces together.
+			"veth", "dummy",
 			// Filesystems and network storage.
 			"ext4", "xfs", "nfs", "nfsv3", "nfsv4", "sunrpc",
 			"iscsi_tcp", "libiscsi", "scsi_transport_iscsi",

@@ -38,6 +38,24 @@
 // Programs that are not tests (fvrun, behind make run) use Boot and Close
 // instead of Start.
 //
+// Tests that need the host kernel rather than the one running go test (the
+// VEM's root tests: bridge VLAN filtering, 802.1Q, bonds, tc) run inside a
+// host with RunGoTests:
+//
+//	func TestVEMInHost(t *testing.T) {
+//		qemutest.RunGoTests(t, []qemutest.GoTest{
+//			{Pkg: "./vem", Args: []string{"-test.run=TestSwitch"}},
+//			{Pkg: "./qemu-test/kerneltest", Tags: []string{"fvhost"}},
+//		}, qemutest.WithTimeout(20*time.Minute))
+//	}
+//
+// It builds each package with go test -c, ships the binaries in an extra
+// initramfs appended to the host's (with a services.json whose only service
+// is the fvtestrun runner), boots one host, brings the output back framed on
+// a virtio serial port (package fvtest), and replays every inner test as a
+// subtest: TestVEMInHost/vem/TestSwitch/... Binaries run one after the other
+// as root; their testdata folder is beside them in their working directory.
+//
 // The harness tests itself with a fake QEMU (a shell script), so
 // go test ./qemu-test/ needs no QEMU; suites that boot real images carry the
 // e2e build tag and run with make e2e.
