@@ -18,6 +18,7 @@ func TestGoTestsInHost(t *testing.T) {
 	res := qemutest.RunGoTests(t, []qemutest.GoTest{
 		{Pkg: "./internal/atomicfile"},
 		{Pkg: "./qemu-test/kerneltest", Tags: []string{"fvhost"}, Timeout: 5 * time.Minute},
+		{Pkg: "./vem", Tags: []string{"fvhost"}, Timeout: 5 * time.Minute},
 	}, qemutest.WithTimeout(20*time.Minute))
 	t.Logf("build, boot and run took %.1fs", time.Since(start).Seconds())
 	for _, r := range res {
@@ -37,7 +38,7 @@ func TestGoTestsInHost(t *testing.T) {
 		if !r.Passed() || passed == 0 {
 			t.Errorf("%s: want a clean exit with passing tests", r)
 		}
-		if r.Name == "qemu-test.kerneltest" && skipped > 0 {
+		if (r.Name == "qemu-test.kerneltest" || r.Name == "vem") && skipped > 0 {
 			t.Errorf("%s: %d tests skipped; inside the host they run as root and must not skip", r.Name, skipped)
 		}
 	}

@@ -114,6 +114,15 @@ func (k *NetlinkKernel) Observe(ctx context.Context) (KernelState, error) {
 		st.Links = append(st.Links, o)
 	}
 	if brIndex != 0 {
+		// Without VLAN filtering the kernel still lists each port's
+		// default VLAN 1, but it means nothing: report no VLANs, so a
+		// bridge that never filters plans no VLAN changes.
+		filtering := false
+		for _, l := range st.Links {
+			if l.Index == brIndex && l.Bridge != nil {
+				filtering = l.Bridge.VLANFiltering
+			}
+		}
 		for i := range st.Links {
 			l := &st.Links[i]
 			if l.Master != BridgeName && l.Kind != KindBridge {
@@ -126,6 +135,10 @@ func (k *NetlinkKernel) Observe(ctx context.Context) (KernelState, error) {
 					return KernelState{}, fmt.Errorf("bridge port flags of %s: %w", l.Name, err)
 				}
 				l.BridgePort = &BridgePort{Learning: pi.Learning, Flood: pi.Flood, Isolated: pi.Isolated}
+			}
+			if !filtering {
+				k.tcStats(links[i], &l.Stats)
+				continue
 			}
 			if vlans == nil {
 				if vlans, err = k.h.BridgeVlanList(); err != nil {
@@ -149,6 +162,11 @@ func (k *NetlinkKernel) Observe(ctx context.Context) (KernelState, error) {
 		}
 		for _, n := range neighs {
 			if n.MasterIndex != brIndex || n.State&netlink.NUD_NOARP == 0 || n.State&netlink.NUD_PERMANENT != 0 {
+				continue
+			}
+			if !filtering && n.Vlan != 0 {
+				// Without filtering a VLAN-capable kernel also keeps a
+				// copy of each entry in the default VLAN: not ours.
 				continue
 			}
 			st.FDB = append(st.FDB, FDBEntry{Link: names[n.LinkIndex], MAC: n.HardwareAddr.String(), VLAN: n.Vlan})

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,7 +175,9 @@ func reach(t *testing.T, n *ns, addr string, d time.Duration) bool {
 		}
 		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		k, err := c.Read(buf)
-		if err == nil && string(buf[:k]) == msg {
+		// Any echo proves the path: under load an answer can come after
+		// the next probe went out.
+		if err == nil && strings.HasPrefix(string(buf[:k]), "ping ") {
 			return true
 		}
 	}
@@ -345,7 +348,7 @@ func TestTCPoliceIngress(t *testing.T) {
 	a.up("eth0")
 	b.up("eth0")
 	echoServer(t, b, "10.5.0.2:7")
-	if !reach(t, a, "10.5.0.2:7", 10*time.Second) { // resolves ARP before policing
+	if !reach(t, a, "10.5.0.2:7", 60*time.Second) { // resolves ARP before policing
 		t.Fatal("no echo before policing")
 	}
 
