@@ -21,8 +21,11 @@ import (
 
 type options struct {
 	out      string // benchmarks.md to update
+	only     string // image, vm or all
 	boots    int
 	skipCold bool
+	vmRuns   int // power-ons per side for the latency median
+	vmMany   int // VMs powered on at once
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -31,13 +34,33 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "benchmarks file to update")
 	fs.IntVar(&o.boots, "boots", 5, "boots for the boot-to-API median")
 	fs.BoolVar(&o.skipCold, "skip-cold", false, "skip the cold image build (it downloads every package again)")
+	fs.StringVar(&o.only, "only", "all", "benchmarks to run: image (build, sizes, boot), vm (power-on, hostd memory; uses out/host and out/guest) or all")
+	fs.IntVar(&o.vmRuns, "vm-runs", 5, "power-ons through hostd and by hand for the latency medians")
+	fs.IntVar(&o.vmMany, "vm-many", 10, "VMs powered on at once")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.only != "image" && o.only != "vm" && o.only != "all" {
+		return fmt.Errorf("-only %q: want image, vm or all", o.only)
 	}
 	root, err := qemutest.RepoRoot(".")
 	if err != nil {
 		return err
 	}
+	if o.only == "image" || o.only == "all" {
+		if err := runImage(ctx, root, o, stdout); err != nil {
+			return err
+		}
+	}
+	if o.only == "vm" || o.only == "all" {
+		return runVM(ctx, root, o.out, o.vmRuns, o.vmMany, stdout)
+	}
+	return nil
+}
+
+// runImage measures the image build, its sizes and boot-to-API time, and
+// writes the "image-and-boot" section.
+func runImage(ctx context.Context, root string, o options, stdout io.Writer) error {
 	work, err := os.MkdirTemp("", "fvbench-")
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 // Command fvbench measures Flashvisor's tracked figures and writes them into
 // docs/benchmarks.md (`make bench`): image build time cold and warm, image
-// sizes, and boot-to-API-ready time.
+// sizes, and boot-to-API-ready time; VM power-on latency through hostd and
+// by hand, hostd memory per VM, and many VMs powered on at once (-only).
 package main
 
 import (
