@@ -183,3 +183,43 @@ type MACEntry struct {
 	Port       string `json:"port"`
 	AgeSeconds int    `json:"age_seconds"`
 }
+
+// Switch modes of a VEM (VEM-7, VEM-9).
+const (
+	SwitchStandalone = "standalone" // configured locally through hostd
+	SwitchVSM        = "vsm"        // a line card of a VSM
+)
+
+// VEMCard is what "show card" prints for one VEM (VEM-10): who it is, where
+// its programming comes from and whether it is applied.
+type VEMCard struct {
+	// HostUUID identifies the host (and so the line card) persistently.
+	HostUUID string `json:"host_uuid,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	// Mode is SwitchStandalone or SwitchVSM.
+	Mode     string `json:"mode"`
+	DomainID int    `json:"domain_id"`
+	Module   int    `json:"module"`
+	// VSM is the VSM's address, empty in standalone mode.
+	VSM string `json:"vsm,omitempty"`
+	// Connected reports a live VSM connection; Headless a VEM in VSM mode
+	// forwarding on its last programming without one (VEM-8).
+	Connected bool `json:"connected"`
+	Headless  bool `json:"headless"`
+	// Programmed is false until a configuration was applied (restored at
+	// boot or received).
+	Programmed bool `json:"programmed"`
+	// Restored is true when the programming came from the state partition
+	// at boot.
+	Restored bool `json:"restored"`
+	// Ports counts configured ports by kind (veth, eth, po).
+	Ports map[string]int `json:"ports"`
+	// LastReconcile is when the agent last compared the kernel with its
+	// configuration (RFC 3339), LastError what went wrong then, if anything.
+	LastReconcile string `json:"last_reconcile,omitempty"`
+	LastError     string `json:"last_error,omitempty"`
+	// Changes counts kernel changes applied since the agent started.
+	Changes uint64 `json:"changes"`
+	Bridge  string `json:"bridge"`
+	Version string `json:"version,omitempty"`
+}

@@ -86,6 +86,8 @@ type Options struct {
 
 	// OpenVMs builds the VM manager and port groups (nil: no VMs).
 	OpenVMs OpenVMs
+	// VEM is the VEM agent, for its debug views (nil: 503).
+	VEM VEM
 	// AutostartMarker (on tmpfs) records that autostart ran since boot;
 	// ShutdownMarker is init's "the host is going down" file.
 	AutostartMarker string
@@ -115,6 +117,7 @@ type Server struct {
 	tasks    *task.Manager
 	vms      VMs
 	pgs      PortGroups
+	vem      VEM
 	disks    Disks
 }
 
@@ -183,6 +186,7 @@ func New(o Options) (*Server, error) {
 		s.listen = net.JoinHostPort(mgmtIP.String(), strconv.Itoa(layout.APIPort))
 	}
 
+	s.vem = o.VEM
 	s.stateDir = o.StateDir
 	if s.stateDir == "" {
 		s.stateDir = s.boot.StateDir

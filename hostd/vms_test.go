@@ -334,8 +334,9 @@ func (f *fakeVMs) counts() [3]int {
 }
 
 // fakePortGroups is a PortGroups with netseam's errors: VLANs 0-4094,
-// "in-use" is used by a VM, names starting with "collide" collide with
-// another interface name.
+// "in-use" is used by a VM, names starting with "fv-" are reserved. The
+// uplink and port-channel calls are tested with the real switch
+// (network_test.go).
 type fakePortGroups struct {
 	mu  sync.Mutex
 	pgs []api.PortGroup
@@ -353,8 +354,8 @@ func (f *fakePortGroups) AddPortGroup(ctx context.Context, pg api.PortGroup) err
 	switch {
 	case pg.Name == "" || pg.VLAN < 0 || pg.VLAN > 4094:
 		return fmt.Errorf("port group %q: %w: VLAN %d", pg.Name, netseam.ErrInvalid, pg.VLAN)
-	case strings.HasPrefix(pg.Name, "collide"):
-		return fmt.Errorf("port group %q: %w", pg.Name, netseam.ErrNameCollision)
+	case strings.HasPrefix(pg.Name, "fv-"):
+		return fmt.Errorf("port group %q: %w: reserved", pg.Name, netseam.ErrInvalid)
 	case slices.ContainsFunc(f.pgs, func(p api.PortGroup) bool { return p.Name == pg.Name }):
 		return fmt.Errorf("%w: %q", netseam.ErrExists, pg.Name)
 	}
@@ -377,6 +378,25 @@ func (f *fakePortGroups) RemovePortGroup(ctx context.Context, name string) error
 	}
 	f.pgs = slices.Delete(f.pgs, i, i+1)
 	return nil
+}
+
+func (f *fakePortGroups) UpdatePortGroup(ctx context.Context, pg api.PortGroup) error {
+	return errors.New("fake: not implemented")
+}
+func (f *fakePortGroups) AddUplink(ctx context.Context, nic string) (api.Uplink, error) {
+	return api.Uplink{}, errors.New("fake: not implemented")
+}
+func (f *fakePortGroups) RemoveUplink(ctx context.Context, nic string) error {
+	return errors.New("fake: not implemented")
+}
+func (f *fakePortGroups) AddPortChannel(ctx context.Context, pc api.PortChannel) error {
+	return errors.New("fake: not implemented")
+}
+func (f *fakePortGroups) RemovePortChannel(ctx context.Context, name string) error {
+	return errors.New("fake: not implemented")
+}
+func (f *fakePortGroups) View(ctx context.Context) (api.SwitchView, error) {
+	return api.SwitchView{PortGroups: f.PortGroups()}, nil
 }
 
 // startVMs is e.start with OpenVMs answering vms and pgs; it runs what
@@ -999,7 +1019,7 @@ func TestPortGroups(t *testing.T) {
 	pgs := &fakePortGroups{}
 	_, ts, c := e.startVMs(t, newFakeVMs(), pgs)
 	ctx := t.Context()
-	for _, pg := range []api.PortGroup{{Name: "VM Network"}, {Name: "dmz", VLAN: 100, HostAddress: "10.0.100.1/24"}} {
+	for _, pg := range []api.PortGroup{{Name: "VM Network"}, {Name: "dmz", VLAN: 100, MaxMACs: 1}} {
 		if err := c.AddPortGroup(ctx, pg); err != nil {
 			t.Errorf("AddPortGroup(%+v) = %v", pg, err)
 		}
@@ -1010,14 +1030,14 @@ func TestPortGroups(t *testing.T) {
 		t.Errorf("POST portgroups lab = %d %s, want 201 with the port group", resp.StatusCode, b)
 	}
 	list, err := c.PortGroups(ctx)
-	want := []api.PortGroup{{Name: "VM Network"}, {Name: "dmz", VLAN: 100, HostAddress: "10.0.100.1/24"}, {Name: "lab", VLAN: 7}}
+	want := []api.PortGroup{{Name: "VM Network"}, {Name: "dmz", VLAN: 100, MaxMACs: 1}, {Name: "lab", VLAN: 7}}
 	if diff := cmp.Diff(want, list); err != nil || diff != "" {
 		t.Errorf("PortGroups() = %v (-want +got):\n%s", err, diff)
 	}
 
 	apiErr(t, "AddPortGroup(dmz again)", c.AddPortGroup(ctx, api.PortGroup{Name: "dmz"}), 409, api.ErrExists)
 	apiErr(t, "AddPortGroup(vlan 4095)", c.AddPortGroup(ctx, api.PortGroup{Name: "x", VLAN: 4095}), 400, api.ErrBadRequest, "invalid")
-	apiErr(t, "AddPortGroup(collide)", c.AddPortGroup(ctx, api.PortGroup{Name: "collide-1"}), 400, api.ErrBadRequest, "collision")
+	apiErr(t, "AddPortGroup(reserved)", c.AddPortGroup(ctx, api.PortGroup{Name: "fv-x"}), 400, api.ErrBadRequest, "reserved")
 	for _, body := range []string{`{"name":"x","vlan":1,"mtu":9000}`, `{"name":`, ``, `{"name":"x","vlan":"1"}`} {
 		resp, b := do(t, ts, ts.URL, "POST", "/api/v1/portgroups", testToken, body)
 		if resp.StatusCode != 400 || decodeError(t, b).Code != api.ErrBadRequest {
@@ -1055,9 +1075,9 @@ func TestPortGroupError(t *testing.T) {
 		{fmt.Errorf("x: %w", netseam.ErrExists), 409, api.ErrExists},
 		{fmt.Errorf("x: %w", netseam.ErrInUse), 409, api.ErrInUse},
 		{fmt.Errorf("x: %w", netseam.ErrInvalid), 400, api.ErrBadRequest},
-		{fmt.Errorf("x: %w", netseam.ErrNameCollision), 400, api.ErrBadRequest},
+		{fmt.Errorf("x: %w", netseam.ErrNotFound), 404, api.ErrNotFound},
 		{fmt.Errorf("x: %w", netseam.ErrCorrupt), 500, api.ErrInternal},
-		{netseam.ErrNoVLANSupport, 500, api.ErrInternal},
+		{errors.New("netlink: operation not permitted"), 500, api.ErrInternal},
 	} {
 		w := httptest.NewRecorder()
 		portGroupError(w, tc.err)

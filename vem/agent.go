@@ -1,10 +1,13 @@
 package vem
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +43,12 @@ type Agent struct {
 	mu  sync.Mutex
 	cfg *Config
 	rt  Runtime
+	// What Card reports.
+	restored      bool
+	lastReconcile time.Time
+	lastErr       error
+	changes       uint64
+	now           func() time.Time
 }
 
 // New returns an agent with no config: until Restore or SetConfig, it
@@ -51,7 +60,7 @@ func New(o Options) (*Agent, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{k: o.Kernel, store: o.Store, log: o.Log, rt: Runtime{ErrDisabled: map[string]bool{}}}, nil
+	return &Agent{k: o.Kernel, store: o.Store, log: o.Log, rt: Runtime{ErrDisabled: map[string]bool{}}, now: time.Now}, nil
 }
 
 // Restore loads the stored programming and applies it (at boot, before
@@ -68,7 +77,7 @@ func (a *Agent) Restore(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.cfg = c
+	a.cfg, a.restored = c, true
 	return a.reconcile(ctx)
 }
 
@@ -112,6 +121,12 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	if a.cfg == nil {
 		return nil
 	}
+	err := a.reconcileOnce(ctx)
+	a.lastReconcile, a.lastErr = a.now(), err
+	return err
+}
+
+func (a *Agent) reconcileOnce(ctx context.Context) error {
 	obs, err := a.k.Observe(ctx)
 	if err != nil {
 		return fmt.Errorf("observe: %w", err)
@@ -125,6 +140,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
+		a.changes++
 		a.log.Debug("applied", "change", c.String())
 	}
 	if len(plan) > 0 {
@@ -222,4 +238,103 @@ func PortStatuses(c *Config, rt Runtime, obs KernelState) []api.PortStatus {
 		out = append(out, s)
 	}
 	return out
+}
+
+// Config returns the switch config being applied, and false before the
+// first Restore or SetConfig.
+func (a *Agent) Config() (api.SwitchConfig, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cfg == nil {
+		return api.SwitchConfig{}, false
+	}
+	return a.cfg.SwitchConfig(), true
+}
+
+// Card reports who the VEM is and how its programming is doing (VEM-10).
+// The caller fills in what the agent does not know (host identity,
+// version).
+func (a *Agent) Card() api.VEMCard {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := api.VEMCard{Mode: api.SwitchStandalone, Ports: map[string]int{}, Bridge: BridgeName,
+		Restored: a.restored, Changes: a.changes}
+	if a.cfg != nil {
+		c.Programmed = true
+		c.DomainID, c.Module = a.cfg.raw.DomainID, a.cfg.raw.Module
+		if c.DomainID != 0 {
+			// A VSM-programmed card whose channel is not up yet keeps
+			// forwarding on its last programming: headless (VEM-8).
+			c.Mode, c.Headless = api.SwitchVSM, true
+		}
+		for _, p := range a.cfg.ports {
+			c.Ports[p.Kind]++
+		}
+	}
+	if !a.lastReconcile.IsZero() {
+		c.LastReconcile = a.lastReconcile.UTC().Format(time.RFC3339)
+	}
+	if a.lastErr != nil {
+		c.LastError = a.lastErr.Error()
+	}
+	return c
+}
+
+// MACLister is implemented by kernels that can list the whole MAC table,
+// learned entries included (NetlinkKernel).
+type MACLister interface {
+	MACs(ctx context.Context) ([]MAC, error)
+}
+
+// MAC is one entry of the kernel's MAC table, by interface.
+type MAC struct {
+	Link   string
+	MAC    string
+	VLAN   int
+	Static bool
+	Age    time.Duration // since last seen (dynamic entries)
+}
+
+// MACTable is the switch's MAC table by port (VEM-3, VEM-10): static
+// entries for local vEth MACs, dynamic ones learned on uplinks. Entries on
+// interfaces that are no port of the config are left out.
+func (a *Agent) MACTable(ctx context.Context) ([]api.MACEntry, error) {
+	ml, ok := a.k.(MACLister)
+	if !ok {
+		return nil, errors.New("vem: this kernel cannot list MAC entries")
+	}
+	a.mu.Lock()
+	cfg := a.cfg
+	a.mu.Unlock()
+	if cfg == nil {
+		return []api.MACEntry{}, nil
+	}
+	byLink := map[string]string{}
+	for _, p := range cfg.ports {
+		byLink[p.linkName()] = p.Name
+		if p.po != "" {
+			// Learned on a member: shown on its port-channel.
+			byLink[p.linkName()] = p.po
+		}
+	}
+	macs, err := ml.MACs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []api.MACEntry{}
+	for _, m := range macs {
+		port, ok := byLink[m.Link]
+		if !ok {
+			continue
+		}
+		e := api.MACEntry{VLAN: m.VLAN, MAC: m.MAC, Type: "dynamic", Port: port, AgeSeconds: int(m.Age / time.Second)}
+		if m.Static {
+			e.Type, e.AgeSeconds = "static", 0
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(x, y api.MACEntry) int {
+		return cmp.Or(cmp.Compare(x.VLAN, y.VLAN), strings.Compare(x.MAC, y.MAC), strings.Compare(x.Port, y.Port))
+	})
+	return out, nil
 }

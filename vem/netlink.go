@@ -457,3 +457,39 @@ func (k *NetlinkKernel) setTC(link netlink.Link, t TC) error {
 	}
 	return nil
 }
+
+// MACs implements MACLister: the bridge's MAC table, static entries (the
+// VEM's) and learned ones. The ports' own addresses (permanent "local"
+// entries) are not switching entries and are left out. The kernel's age of
+// an entry (NDA_CACHEINFO) is not decoded by the netlink package, so Age
+// stays zero.
+func (k *NetlinkKernel) MACs(ctx context.Context) ([]MAC, error) {
+	br, err := k.h.LinkByName(BridgeName)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("switch bridge: %w", err)
+	}
+	links, err := k.h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	names := map[int]string{}
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	neighs, err := k.h.NeighList(0, unix.AF_BRIDGE)
+	if err != nil {
+		return nil, fmt.Errorf("list MAC entries: %w", err)
+	}
+	var out []MAC
+	for _, n := range neighs {
+		if n.MasterIndex != br.Attrs().Index || n.State&netlink.NUD_PERMANENT != 0 {
+			continue
+		}
+		out = append(out, MAC{Link: names[n.LinkIndex], MAC: n.HardwareAddr.String(), VLAN: n.Vlan, Static: n.State&netlink.NUD_NOARP != 0})
+	}
+	return out, nil
+}

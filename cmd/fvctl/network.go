@@ -38,20 +38,19 @@ func (a *app) networkCommand(ctx context.Context, rest []string) error {
 			return writeJSON(a.stdout, list)
 		}
 		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tVLAN\tHOST ADDRESS")
+		fmt.Fprintln(tw, "NAME\tVLAN")
 		for _, pg := range list {
 			vlan := "none"
 			if pg.VLAN > 0 {
 				vlan = fmt.Sprint(pg.VLAN)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", pg.Name, vlan, orDash(pg.HostAddress))
+			fmt.Fprintf(tw, "%s\t%s\n", pg.Name, vlan)
 		}
 		return tw.Flush()
 	case "add":
 		var pg api.PortGroup
 		pos, err := a.subArgs("network portgroup add", rest, 1, func(fs *flag.FlagSet) {
 			fs.IntVar(&pg.VLAN, "vlan", 0, "access VLAN (0 = untagged)")
-			fs.StringVar(&pg.HostAddress, "host-address", "", "an address for the host on this port group (CIDR)")
 		})
 		if err != nil {
 			return err

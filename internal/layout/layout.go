@@ -10,6 +10,8 @@ const (
 	LibexecDir = "/usr/lib/flashvisor"
 	// Hostd is the host daemon.
 	Hostd = LibexecDir + "/hostd"
+	// VEMD is the VEM agent.
+	VEMD = LibexecDir + "/vemd"
 	// Fvctl is the operator CLI, also shipped in the image.
 	Fvctl = "/usr/bin/fvctl"
 
@@ -24,6 +26,8 @@ const (
 	RunDir = "/run/flashvisor"
 	// InitSocket is init's control socket (api.InitRequest).
 	InitSocket = RunDir + "/init.sock"
+	// VEMSocket is the VEM agent's local API (root only).
+	VEMSocket = RunDir + "/vem.sock"
 	// BootInfoFile is written by init after boot (api.BootInfo).
 	BootInfoFile = RunDir + "/boot.json"
 	// ShutdownMarker exists once init's shutdown funnel has started: a
@@ -48,6 +52,11 @@ const (
 	TokenHashFile  = "api-token.sha256"
 	// DatastoresFile lists the datastores the host knows (package datastore).
 	DatastoresFile = "datastores.json"
+	// VEMStateFile is the VEM's last applied programming (VEM-8).
+	VEMStateFile = "vem/programming.json"
+	// SwitchFile is the standalone switch's configuration (VEM-7), kept
+	// by hostd.
+	SwitchFile = "network/switch.json"
 
 	// APIPort is the management API's HTTPS port.
 	APIPort = 443

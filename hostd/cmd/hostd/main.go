@@ -20,6 +20,7 @@ import (
 	"github.com/flashvisor/flashvisor/hostd/initclient"
 	"github.com/flashvisor/flashvisor/hostd/task"
 	"github.com/flashvisor/flashvisor/internal/layout"
+	"github.com/flashvisor/flashvisor/vem/vemclient"
 )
 
 func main() {
@@ -45,6 +46,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.Listen, "listen", "", "listen address host:port (default: management address, port 443)")
 	fs.StringVar(&o.ServiceName, "service-name", "hostd", "this service's name in init")
 	socket := fs.String("init-socket", layout.InitSocket, "init's control socket")
+	vemSocket := fs.String("vem-socket", layout.VEMSocket, "the VEM agent's socket")
 	var vo vmOptions
 	fs.StringVar(&vo.qemu, "qemu", "/usr/bin/qemu-system-x86_64", "QEMU binary")
 	fs.StringVar(&vo.qemuImg, "qemu-img", "/usr/bin/qemu-img", "qemu-img binary")
@@ -72,6 +74,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	o.OpenDatastores = func(stateDir string) hostd.Datastores {
 		return openDatastores(filepath.Join(stateDir, layout.DatastoresFile), log)
 	}
+	vc := vemclient.New(*vemSocket)
+	vo.vem, vo.ctx = vc, ctx
+	o.VEM = vc
 	o.OpenVMs = vo.open(log)
 	o.OpenDisks = vo.openDisks
 	o.AutostartMarker = layout.RunDir + "/hostd-autostart-done"

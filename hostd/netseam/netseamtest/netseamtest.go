@@ -41,7 +41,13 @@ func New(pgs ...api.PortGroup) *Ports {
 	return &Ports{pgs: slices.Clone(pgs), attached: map[string]map[int]Attachment{}}
 }
 
-// Attach implements netseam.Ports with the real seam's tap names.
+// TapName is the fake's tap name for a vNIC: stable, and unlike the real
+// switch's (fvvethN) derived from the VM and vNIC so tests can predict it.
+func TapName(vm string, nic int) string {
+	return fmt.Sprintf("fvt-%.8s-%d", vm, nic)
+}
+
+// Attach implements netseam.Ports.
 func (p *Ports) Attach(ctx context.Context, vm string, nic int, portGroup, mac string) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -58,7 +64,7 @@ func (p *Ports) Attach(ctx context.Context, vm string, nic int, portGroup, mac s
 	if p.attached[vm] == nil {
 		p.attached[vm] = map[int]Attachment{}
 	}
-	a := Attachment{VM: vm, NIC: nic, PortGroup: portGroup, MAC: mac, Tap: netseam.TapName(vm, nic)}
+	a := Attachment{VM: vm, NIC: nic, PortGroup: portGroup, MAC: mac, Tap: TapName(vm, nic)}
 	p.attached[vm][nic] = a
 	return a.Tap, nil
 }

@@ -17,8 +17,8 @@ func TestPorts(t *testing.T) {
 		t.Errorf("PortGroups (-want +got):\n%s", d)
 	}
 	tap, err := p.Attach(ctx, "web", 1, "VM Network", "00:50:56:00:00:01")
-	if err != nil || tap != netseam.TapName("web", 1) {
-		t.Errorf("Attach = %q, %v; want %q, nil", tap, err, netseam.TapName("web", 1))
+	if err != nil || tap != TapName("web", 1) {
+		t.Errorf("Attach = %q, %v; want %q, nil", tap, err, TapName("web", 1))
 	}
 	p.Attach(ctx, "web", 1, "VM Network", "00:50:56:00:00:01") // idempotent
 	p.Attach(ctx, "db", 0, "A", "00:50:56:00:00:02")
@@ -26,7 +26,7 @@ func TestPorts(t *testing.T) {
 		t.Errorf("Attach(nope) = %v, want ErrNoPortGroup", err)
 	}
 	want := []Attachment{
-		{VM: "db", NIC: 0, PortGroup: "A", MAC: "00:50:56:00:00:02", Tap: netseam.TapName("db", 0)},
+		{VM: "db", NIC: 0, PortGroup: "A", MAC: "00:50:56:00:00:02", Tap: TapName("db", 0)},
 		{VM: "web", NIC: 1, PortGroup: "VM Network", MAC: "00:50:56:00:00:01", Tap: tap},
 	}
 	if d := cmp.Diff(want, p.Attached()); d != "" {
