@@ -242,3 +242,15 @@ func (k *Kernel) apply(c vem.Change) error {
 	}
 	return nil
 }
+
+// MACs implements vem.MACLister: the static entries (the fake learns
+// nothing).
+func (k *Kernel) MACs(ctx context.Context) ([]vem.MAC, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []vem.MAC
+	for _, e := range k.st.FDB {
+		out = append(out, vem.MAC{Link: e.Link, MAC: e.MAC, VLAN: e.VLAN, Static: true})
+	}
+	return out, nil
+}
