@@ -23,4 +23,12 @@ type MgmtInfo struct {
 	Address string   `json:"address"` // CIDR, e.g. "10.0.2.15/24"
 	Gateway string   `json:"gateway,omitempty"`
 	DNS     []string `json:"dns,omitempty"`
+	// Uplink is the physical NIC (NIC is its VLAN sub-interface when VLAN
+	// is set), and VLAN the management VLAN (flashvisor.vlan).
+	Uplink string `json:"uplink,omitempty"`
+	VLAN   int    `json:"vlan,omitempty"`
 }
+
+// MgmtVswif is MgmtInfo.Mode when the management address is on vswif0,
+// configured by hostd on the switch (init only brought the NIC up).
+const MgmtVswif = "vswif0"

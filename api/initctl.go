@@ -12,6 +12,11 @@ const (
 	InitOpSignal   = "signal"   // send a signal to the service's process group
 	InitOpShutdown = "shutdown" // power off through the shutdown funnel
 	InitOpReboot   = "reboot"   // reboot through the shutdown funnel
+	// InitOpReleaseNetwork hands the management NIC over to the switch:
+	// init stops renewing its DHCP lease and removes the addresses, routes
+	// and VLAN sub-interface it configured, so the NIC can become an uplink
+	// and vswif0 can take the management address (VMK-1).
+	InitOpReleaseNetwork = "release-network"
 )
 
 // InitRequest is one control request to init.

@@ -39,6 +39,8 @@ type Machine struct {
 
 	power     chan PowerAction
 	powerOnce sync.Once
+	// stopRenew ends the management DHCP renew loop (release-network).
+	stopRenew context.CancelFunc
 	ctx       context.Context
 	cancel    context.CancelFunc
 }
@@ -193,15 +195,37 @@ func (m *Machine) hostname() error {
 func (m *Machine) network() error {
 	ctx, cancel := context.WithTimeout(m.ctx, 60*time.Second)
 	defer cancel()
+	if m.Info.StateDir != "" {
+		if _, err := os.Stat(filepath.Join(m.Info.StateDir, layout.VswifMarker)); err == nil {
+			// The management address lives on vswif0, which hostd brings
+			// up on the switch; the NIC is only an uplink.
+			info, err := m.Net.Uplink(ctx, m.Cfg)
+			m.Info.Management = info
+			m.Log.Info("management network is vswif0 on the switch", "uplink", info.NIC)
+			return err
+		}
+	}
 	info, err := m.Net.Up(ctx, m.Cfg)
 	m.Info.Management = info
 	if err != nil {
 		return err
 	}
 	if info.Mode == "dhcp" {
-		go m.Net.RenewLoop(m.ctx, info.NIC, m.Net.Lease)
+		rctx, stop := context.WithCancel(m.ctx)
+		m.stopRenew = stop
+		go m.Net.RenewLoop(rctx, info.NIC, m.Net.Lease)
 	}
 	return nil
+}
+
+// releaseNetwork hands the management NIC to the switch (the op
+// release-network): no more DHCP renewals, no addresses or VLAN
+// sub-interface of init's left on it.
+func (m *Machine) releaseNetwork() error {
+	if m.stopRenew != nil {
+		m.stopRenew()
+	}
+	return m.Net.Release(m.Info.Management)
 }
 
 func (m *Machine) powerButton() error {
@@ -288,7 +312,7 @@ func Main() {
 		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}})
 	m.Sup.Start()
 
-	ctl := &Control{Sup: m.Sup, Power: m.Power, Log: log}
+	ctl := &Control{Sup: m.Sup, Power: m.Power, ReleaseNetwork: m.releaseNetwork, Log: log}
 	l, err := Listen(layout.InitSocket)
 	if err != nil {
 		log.Error("control socket", "err", err)

@@ -43,7 +43,10 @@ type Control struct {
 	Sup *Supervisor
 	// Power starts the shutdown funnel; it must not block.
 	Power func(PowerAction)
-	Log   *slog.Logger
+	// ReleaseNetwork hands the management NIC to the switch (nil: the
+	// op is refused).
+	ReleaseNetwork func() error
+	Log            *slog.Logger
 }
 
 // maxRequest bounds a control request; real ones are under 200 bytes.
@@ -132,6 +135,15 @@ func (c *Control) Handle(req api.InitRequest) api.InitResponse {
 		return api.InitResponse{}
 	case api.InitOpReboot:
 		c.Power(Reboot)
+		return api.InitResponse{}
+	case api.InitOpReleaseNetwork:
+		if c.ReleaseNetwork == nil {
+			return fail(api.ErrUnavailable, "this init cannot release the management network")
+		}
+		c.Log.Info("control: management network released to the switch")
+		if err := c.ReleaseNetwork(); err != nil {
+			return fail(api.ErrInternal, err.Error())
+		}
 		return api.InitResponse{}
 	default:
 		return fail(api.ErrBadRequest, "unknown op "+quote(req.Op))

@@ -52,6 +52,7 @@ func TestControlOverSocket(t *testing.T) {
 		{`{"op":"log","service":"../etc"}`, api.ErrBadRequest},
 		{`{"op":"signal","service":"svc","signal":"STOP"}`, api.ErrBadRequest},
 		{`{"op":"dance"}`, api.ErrBadRequest},
+		{`{"op":"release-network"}`, api.ErrUnavailable}, // no ReleaseNetwork yet
 		{`{"op":"services","extra":1}`, api.ErrBadRequest},
 		{`not json`, api.ErrBadRequest},
 		{`{"op":"restart","service":"` + strings.Repeat("a", 100) + `"}`, api.ErrBadRequest},
@@ -92,4 +93,12 @@ func FuzzControlHandle(f *testing.F) {
 			t.Errorf("Handle(%s) error without code: %+v", raw, r)
 		}
 	})
+}
+
+func TestControlReleaseNetwork(t *testing.T) {
+	released := 0
+	c := &Control{Power: func(PowerAction) {}, ReleaseNetwork: func() error { released++; return nil }, Log: testLogger(t)}
+	if r := c.Handle(api.InitRequest{Op: api.InitOpReleaseNetwork}); r.Error != "" || released != 1 {
+		t.Errorf("release-network = %+v, released %d times", r, released)
+	}
 }

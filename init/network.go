@@ -115,7 +115,7 @@ func (n *Network) Up(ctx context.Context, cfg cmdline.Config) (api.MgmtInfo, err
 			return api.MgmtInfo{}, fmt.Errorf("link %s up: %w", vl.Name, err)
 		}
 	}
-	info := api.MgmtInfo{NIC: link.Attrs().Name, MAC: nic.MAC}
+	info := api.MgmtInfo{NIC: link.Attrs().Name, MAC: nic.MAC, Uplink: nic.Name, VLAN: cfg.MgmtVLAN}
 	mgmt := cmdline.Mgmt{DHCP: true}
 	if cfg.Mgmt != nil {
 		mgmt = *cfg.Mgmt
@@ -137,6 +137,57 @@ func (n *Network) Up(ctx context.Context, cfg cmdline.Config) (api.MgmtInfo, err
 		return info, err
 	}
 	return n.applyLease(link, lease, info)
+}
+
+// Uplink brings lo and the management NIC up without addresses: the
+// management address is vswif0's, on the switch the NIC is an uplink of.
+func (n *Network) Uplink(ctx context.Context, cfg cmdline.Config) (api.MgmtInfo, error) {
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		_ = netlink.LinkSetUp(lo)
+	}
+	nic, err := n.waitNIC(ctx, cfg.MgmtNIC)
+	if err != nil {
+		return api.MgmtInfo{}, err
+	}
+	info := api.MgmtInfo{NIC: nic.Name, MAC: nic.MAC, Mode: api.MgmtVswif, Uplink: nic.Name, VLAN: cfg.MgmtVLAN}
+	link, err := netlink.LinkByName(nic.Name)
+	if err != nil {
+		return info, fmt.Errorf("link %s: %w", nic.Name, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return info, fmt.Errorf("link %s up: %w", nic.Name, err)
+	}
+	return info, nil
+}
+
+// Release removes what Up configured on the management NIC (its IPv4
+// addresses, and the VLAN sub-interface if there is one), leaving the
+// physical NIC up, so the switch can take it as an uplink.
+func (n *Network) Release(info api.MgmtInfo) error {
+	if info.NIC == "" {
+		return nil
+	}
+	link, err := netlink.LinkByName(info.NIC)
+	if err != nil {
+		return fmt.Errorf("release %s: %w", info.NIC, err)
+	}
+	if info.Uplink != "" && info.NIC != info.Uplink {
+		if err := netlink.LinkDel(link); err != nil {
+			return fmt.Errorf("release %s: delete VLAN sub-interface: %w", info.NIC, err)
+		}
+		return nil
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("release %s: %w", info.NIC, err)
+	}
+	for _, a := range addrs {
+		// Routes through the address go with it.
+		if err := netlink.AddrDel(link, &a); err != nil {
+			return fmt.Errorf("release %s: remove %s: %w", info.NIC, a.IPNet, err)
+		}
+	}
+	return nil
 }
 
 func (n *Network) waitNIC(ctx context.Context, want string) (NIC, error) {

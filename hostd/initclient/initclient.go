@@ -151,3 +151,10 @@ func (c *Client) Reboot(ctx context.Context) error {
 	_, err := c.Do(ctx, api.InitRequest{Op: api.InitOpReboot})
 	return err
 }
+
+// ReleaseNetwork asks init to hand the management NIC over to the switch
+// (no more DHCP renewals or addresses of init's on it).
+func (c *Client) ReleaseNetwork(ctx context.Context) error {
+	_, err := c.Do(ctx, api.InitRequest{Op: api.InitOpReleaseNetwork})
+	return err
+}

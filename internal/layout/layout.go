@@ -57,6 +57,10 @@ const (
 	// SwitchFile is the standalone switch's configuration (VEM-7), kept
 	// by hostd.
 	SwitchFile = "network/switch.json"
+	// VswifMarker (in the state dir) says the management network is
+	// vswif0 on the switch: init then configures no address on the
+	// management NIC at boot, hostd brings vswif0 up.
+	VswifMarker = "network/management-on-vswif0"
 
 	// APIPort is the management API's HTTPS port.
 	APIPort = 443
