@@ -88,6 +88,10 @@ type Options struct {
 	OpenVMs OpenVMs
 	// VEM is the VEM agent, for its debug views (nil: 503).
 	VEM VEM
+	// ManagementAddrs, if set, lists the management vmknics' addresses
+	// now: the API then listens on every address but answers only on
+	// these and the boot management address (see mgmtListener).
+	ManagementAddrs func() []netip.Addr
 	// AutostartMarker (on tmpfs) records that autostart ran since boot;
 	// ShutdownMarker is init's "the host is going down" file.
 	AutostartMarker string
@@ -118,6 +122,8 @@ type Server struct {
 	vms      VMs
 	pgs      PortGroups
 	vem      VEM
+	// mgmtAddrs filters the wildcard listener (nil: bound to one address).
+	mgmtAddrs func() []netip.Addr
 	disks    Disks
 }
 
@@ -179,11 +185,22 @@ func New(o Options) (*Server, error) {
 		s.mgmtAddr = mgmtIP.String()
 	}
 	s.listen = o.Listen
-	if s.listen == "" {
-		if !mgmtIP.IsValid() {
-			return nil, ErrNoManagementAddress
+	switch {
+	case s.listen != "":
+	case o.ManagementAddrs != nil:
+		// Wildcard, filtered: see mgmtListener.
+		s.listen = net.JoinHostPort("", strconv.Itoa(layout.APIPort))
+		s.mgmtAddrs = func() []netip.Addr {
+			as := o.ManagementAddrs()
+			if mgmtIP.IsValid() {
+				as = append(as, mgmtIP)
+			}
+			return as
 		}
+	case mgmtIP.IsValid():
 		s.listen = net.JoinHostPort(mgmtIP.String(), strconv.Itoa(layout.APIPort))
+	default:
+		return nil, ErrNoManagementAddress
 	}
 
 	s.vem = o.VEM
@@ -284,6 +301,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.listen, err)
 	}
+	if s.mgmtAddrs != nil {
+		ln = &mgmtListener{Listener: ln, allowed: s.mgmtAddrs, refused: func(local, remote net.Addr) {
+			s.log.Debug("API connection to a non-management address refused", "local", local.String(), "remote", remote.String())
+		}}
+	}
 	return s.Serve(ctx, ln)
 }
 
@@ -332,7 +354,21 @@ func (s *Server) BannerLines(addr net.Addr) []string {
 		host, _ = os.Hostname()
 	}
 	hostport := addr.String()
-	if ta, ok := addr.(*net.TCPAddr); ok && ta.Port == layout.APIPort {
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsUnspecified() && s.mgmtAddrs != nil {
+		// Listening everywhere, answering on the management addresses.
+		var hs []string
+		for _, a := range s.mgmtAddrs() {
+			h := netip.AddrPortFrom(a, uint16(ta.Port)).String()
+			if ta.Port == layout.APIPort {
+				h = strings.TrimSuffix(h, ":443")
+			}
+			hs = append(hs, h)
+		}
+		hostport = strings.Join(hs, ", https://")
+		if len(hs) == 0 {
+			hostport = "(no management address yet)"
+		}
+	} else if ta, ok := addr.(*net.TCPAddr); ok && ta.Port == layout.APIPort {
 		hostport = ta.IP.String()
 		if strings.Contains(hostport, ":") {
 			hostport = "[" + hostport + "]"
