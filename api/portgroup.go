@@ -65,9 +65,11 @@ type PortChannel struct {
 // VethAssignment records the vEth port of a vNIC: created with the vNIC,
 // kept while the VM is off, freed when the VM is deleted (HOSTD-6, VEM-2).
 type VethAssignment struct {
-	Port      string `json:"port"` // VethN
-	VM        string `json:"vm"`
+	Port string `json:"port"` // VethN
+	// VM and NIC name a vNIC's vEth, VMKNIC a vmknic's.
+	VM        string `json:"vm,omitempty"`
 	NIC       int    `json:"nic"`
+	VMKNIC    string `json:"vmknic,omitempty"`
 	PortGroup string `json:"port_group"`
 	MAC       string `json:"mac"`
 }
@@ -78,8 +80,11 @@ type SwitchView struct {
 	Uplinks      []Uplink         `json:"uplinks"`
 	PortChannels []PortChannel    `json:"port_channels"`
 	PortGroups   []PortGroup      `json:"port_groups"`
+	VMKNICs      []VMKNIC         `json:"vmknics"`
 	Veths        []VethAssignment `json:"veths"`
 	Ports        []PortStatus     `json:"ports"`
+	// Pending is a guarded management change waiting for confirmation.
+	Pending *NetworkChange `json:"pending,omitempty"`
 }
 
 // NetworkChange is a change to the management network applied under the

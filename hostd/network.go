@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/hostd/netseam"
+	"github.com/flashvisor/flashvisor/hostd/vswitch"
+	vmknic "github.com/flashvisor/flashvisor/vmkernel-nics"
 )
 
 // PortGroups is what the API needs from the standalone switch
@@ -14,14 +17,26 @@ import (
 type PortGroups interface {
 	PortGroups() []api.PortGroup
 	AddPortGroup(ctx context.Context, pg api.PortGroup) error
-	UpdatePortGroup(ctx context.Context, pg api.PortGroup) error
 	RemovePortGroup(ctx context.Context, name string) error
 	AddUplink(ctx context.Context, nic string) (api.Uplink, error)
-	RemoveUplink(ctx context.Context, nic string) error
-	AddPortChannel(ctx context.Context, pc api.PortChannel) error
-	RemovePortChannel(ctx context.Context, name string) error
 	View(ctx context.Context) (api.SwitchView, error)
+	// Changes that may cut the management network return the pending
+	// change (nil when not guarded); Confirm keeps it (VMK-3).
+	UpdatePortGroup(ctx context.Context, pg api.PortGroup) (*api.NetworkChange, error)
+	RemoveUplink(ctx context.Context, nic string) (*api.NetworkChange, error)
+	AddPortChannel(ctx context.Context, pc api.PortChannel) (*api.NetworkChange, error)
+	RemovePortChannel(ctx context.Context, name string) (*api.NetworkChange, error)
+	SetVMKNIC(ctx context.Context, k api.VMKNIC, create bool) (*api.NetworkChange, error)
+	RemoveVMKNIC(ctx context.Context, name string) (*api.NetworkChange, error)
+	VMKNICStatus(ctx context.Context) ([]api.VMKNICStatus, error)
+	Confirm(id string) error
 }
+
+// Event kinds of the management network guard (VMK-3).
+const (
+	EventNetworkChange   = "network.change"   // a guarded change waits, or was confirmed
+	EventNetworkRollback = "network.rollback" // a guarded change was rolled back
+)
 
 // VEM is what the API needs from the VEM agent for its debug views
 // (VEM-10; vem/vemclient).
@@ -42,6 +57,11 @@ func (s *Server) portGroupRoutes(v string) []route {
 		{"DELETE", v + "/network/uplinks/{nic}", s.withPortGroups(s.removeUplink)},
 		{"POST", v + "/network/portchannels", s.withPortGroups(s.addPortChannel)},
 		{"DELETE", v + "/network/portchannels/{name}", s.withPortGroups(s.removePortChannel)},
+		{"GET", v + "/network/vmknics", s.withPortGroups(s.listVMKNICs)},
+		{"POST", v + "/network/vmknics", s.withPortGroups(s.addVMKNIC)},
+		{"PUT", v + "/network/vmknics/{name}", s.withPortGroups(s.updateVMKNIC)},
+		{"DELETE", v + "/network/vmknics/{name}", s.withPortGroups(s.removeVMKNIC)},
+		{"POST", v + "/network/confirm", s.withPortGroups(s.confirmNetwork)},
 		{"GET", v + "/vem/card", s.withVEM(s.vemCard)},
 		{"GET", v + "/vem/ports", s.withVEM(s.vemPorts)},
 		{"GET", v + "/vem/macs", s.withVEM(s.vemMACs)},
@@ -76,8 +96,10 @@ func portGroupError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, api.ErrExists, err.Error())
 	case errors.Is(err, netseam.ErrInUse):
 		writeError(w, http.StatusConflict, api.ErrInUse, err.Error())
-	case errors.Is(err, netseam.ErrInvalid):
+	case errors.Is(err, netseam.ErrInvalid), errors.Is(err, vmknic.ErrInvalid):
 		writeError(w, http.StatusBadRequest, api.ErrBadRequest, err.Error())
+	case errors.Is(err, vswitch.ErrChangePending):
+		writeError(w, http.StatusConflict, api.ErrConflict, err.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, api.ErrInternal, err.Error())
 	}
@@ -116,12 +138,28 @@ func (s *Server) updatePortGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, api.ErrBadRequest, "a port group cannot be renamed: the body's name must be the path's")
 		return
 	}
-	if err := s.pgs.UpdatePortGroup(r.Context(), pg); err != nil {
+	ch, err := s.pgs.UpdatePortGroup(r.Context(), pg)
+	if err != nil {
 		portGroupError(w, err)
 		return
 	}
 	s.log.Info("port group changed", "name", pg.Name, "vlan", pg.VLAN, "trunk", pg.Trunk)
-	writeJSON(w, http.StatusOK, pg)
+	s.guardedReply(w, ch, http.StatusOK, pg)
+}
+
+// guardedReply answers a change: 202 with the pending change when it is
+// guarded (the client must confirm it), else status with v.
+func (s *Server) guardedReply(w http.ResponseWriter, ch *api.NetworkChange, status int, v any) {
+	if ch != nil {
+		s.o.Events.Publish(EventNetworkChange, "network", "management network change "+ch.ID+" ("+ch.What+") waits for confirmation until "+ch.RollbackAt.Format(time.RFC3339))
+		writeJSON(w, http.StatusAccepted, ch)
+		return
+	}
+	if v == nil {
+		w.WriteHeader(status)
+		return
+	}
+	writeJSON(w, status, v)
 }
 
 func (s *Server) removePortGroup(w http.ResponseWriter, r *http.Request) {
@@ -160,11 +198,12 @@ func (s *Server) addUplink(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) removeUplink(w http.ResponseWriter, r *http.Request) {
-	if err := s.pgs.RemoveUplink(r.Context(), r.PathValue("nic")); err != nil {
+	ch, err := s.pgs.RemoveUplink(r.Context(), r.PathValue("nic"))
+	if err != nil {
 		portGroupError(w, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	s.guardedReply(w, ch, http.StatusNoContent, nil)
 }
 
 func (s *Server) addPortChannel(w http.ResponseWriter, r *http.Request) {
@@ -172,19 +211,90 @@ func (s *Server) addPortChannel(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &pc) {
 		return
 	}
-	if err := s.pgs.AddPortChannel(r.Context(), pc); err != nil {
+	ch, err := s.pgs.AddPortChannel(r.Context(), pc)
+	if err != nil {
 		portGroupError(w, err)
 		return
 	}
 	s.log.Info("port-channel added", "name", pc.Name, "members", pc.Members, "mode", pc.Mode)
-	writeJSON(w, http.StatusCreated, pc)
+	s.guardedReply(w, ch, http.StatusCreated, pc)
 }
 
 func (s *Server) removePortChannel(w http.ResponseWriter, r *http.Request) {
-	if err := s.pgs.RemovePortChannel(r.Context(), r.PathValue("name")); err != nil {
+	ch, err := s.pgs.RemovePortChannel(r.Context(), r.PathValue("name"))
+	if err != nil {
 		portGroupError(w, err)
 		return
 	}
+	s.guardedReply(w, ch, http.StatusNoContent, nil)
+}
+
+func (s *Server) listVMKNICs(w http.ResponseWriter, r *http.Request) {
+	st, err := s.pgs.VMKNICStatus(r.Context())
+	if err != nil {
+		portGroupError(w, err)
+		return
+	}
+	if st == nil {
+		st = []api.VMKNICStatus{}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) addVMKNIC(w http.ResponseWriter, r *http.Request) {
+	var k api.VMKNIC
+	if !decodeBody(w, r, &k) {
+		return
+	}
+	ch, err := s.pgs.SetVMKNIC(r.Context(), k, true)
+	if err != nil {
+		portGroupError(w, err)
+		return
+	}
+	s.log.Info("vmknic added", "name", k.Name, "port_group", k.PortGroup, "mode", k.IPv4.Mode)
+	s.guardedReply(w, ch, http.StatusCreated, k)
+}
+
+func (s *Server) updateVMKNIC(w http.ResponseWriter, r *http.Request) {
+	var k api.VMKNIC
+	if !decodeBody(w, r, &k) {
+		return
+	}
+	if k.Name == "" {
+		k.Name = r.PathValue("name")
+	}
+	if k.Name != r.PathValue("name") {
+		writeError(w, http.StatusBadRequest, api.ErrBadRequest, "a vmknic cannot be renamed: the body's name must be the path's")
+		return
+	}
+	ch, err := s.pgs.SetVMKNIC(r.Context(), k, false)
+	if err != nil {
+		portGroupError(w, err)
+		return
+	}
+	s.log.Info("vmknic changed", "name", k.Name, "port_group", k.PortGroup, "mode", k.IPv4.Mode)
+	s.guardedReply(w, ch, http.StatusOK, k)
+}
+
+func (s *Server) removeVMKNIC(w http.ResponseWriter, r *http.Request) {
+	ch, err := s.pgs.RemoveVMKNIC(r.Context(), r.PathValue("name"))
+	if err != nil {
+		portGroupError(w, err)
+		return
+	}
+	s.guardedReply(w, ch, http.StatusNoContent, nil)
+}
+
+func (s *Server) confirmNetwork(w http.ResponseWriter, r *http.Request) {
+	var req api.ConfirmRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if err := s.pgs.Confirm(req.ID); err != nil {
+		portGroupError(w, err)
+		return
+	}
+	s.o.Events.Publish(EventNetworkChange, "network", "management network change "+req.ID+" confirmed")
 	w.WriteHeader(http.StatusNoContent)
 }
 

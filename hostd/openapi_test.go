@@ -116,6 +116,11 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"PortCounters":      api.PortCounters{},
 		"MACEntry":          api.MACEntry{},
 		"VEMCard":           api.VEMCard{},
+		"VMKNIC":            api.VMKNIC{},
+		"VMKIPv4":           api.VMKIPv4{},
+		"VMKNICStatus":      api.VMKNICStatus{},
+		"NetworkChange":     api.NetworkChange{},
+		"ConfirmRequest":    api.ConfirmRequest{},
 		// Disk operations.
 		"DiskCopyRequest": api.DiskCopyRequest{},
 		"DiskGrowRequest": api.DiskGrowRequest{},

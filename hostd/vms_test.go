@@ -380,21 +380,31 @@ func (f *fakePortGroups) RemovePortGroup(ctx context.Context, name string) error
 	return nil
 }
 
-func (f *fakePortGroups) UpdatePortGroup(ctx context.Context, pg api.PortGroup) error {
-	return errors.New("fake: not implemented")
+func (f *fakePortGroups) UpdatePortGroup(ctx context.Context, pg api.PortGroup) (*api.NetworkChange, error) {
+	return nil, errors.New("fake: not implemented")
 }
 func (f *fakePortGroups) AddUplink(ctx context.Context, nic string) (api.Uplink, error) {
 	return api.Uplink{}, errors.New("fake: not implemented")
 }
-func (f *fakePortGroups) RemoveUplink(ctx context.Context, nic string) error {
-	return errors.New("fake: not implemented")
+func (f *fakePortGroups) RemoveUplink(ctx context.Context, nic string) (*api.NetworkChange, error) {
+	return nil, errors.New("fake: not implemented")
 }
-func (f *fakePortGroups) AddPortChannel(ctx context.Context, pc api.PortChannel) error {
-	return errors.New("fake: not implemented")
+func (f *fakePortGroups) AddPortChannel(ctx context.Context, pc api.PortChannel) (*api.NetworkChange, error) {
+	return nil, errors.New("fake: not implemented")
 }
-func (f *fakePortGroups) RemovePortChannel(ctx context.Context, name string) error {
-	return errors.New("fake: not implemented")
+func (f *fakePortGroups) RemovePortChannel(ctx context.Context, name string) (*api.NetworkChange, error) {
+	return nil, errors.New("fake: not implemented")
 }
+func (f *fakePortGroups) SetVMKNIC(ctx context.Context, k api.VMKNIC, create bool) (*api.NetworkChange, error) {
+	return nil, errors.New("fake: not implemented")
+}
+func (f *fakePortGroups) RemoveVMKNIC(ctx context.Context, name string) (*api.NetworkChange, error) {
+	return nil, errors.New("fake: not implemented")
+}
+func (f *fakePortGroups) VMKNICStatus(ctx context.Context) ([]api.VMKNICStatus, error) {
+	return nil, nil
+}
+func (f *fakePortGroups) Confirm(id string) error { return errors.New("fake: not implemented") }
 func (f *fakePortGroups) View(ctx context.Context) (api.SwitchView, error) {
 	return api.SwitchView{PortGroups: f.PortGroups()}, nil
 }

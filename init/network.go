@@ -1,6 +1,8 @@
 package boot
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -154,6 +157,9 @@ func (n *Network) Uplink(ctx context.Context, cfg cmdline.Config) (api.MgmtInfo,
 	if err != nil {
 		return info, fmt.Errorf("link %s: %w", nic.Name, err)
 	}
+	if err := freeMAC(link); err != nil {
+		return info, err
+	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return info, fmt.Errorf("link %s up: %w", nic.Name, err)
 	}
@@ -167,25 +173,65 @@ func (n *Network) Release(info api.MgmtInfo) error {
 	if info.NIC == "" {
 		return nil
 	}
-	link, err := netlink.LinkByName(info.NIC)
-	if err != nil {
-		return fmt.Errorf("release %s: %w", info.NIC, err)
-	}
-	if info.Uplink != "" && info.NIC != info.Uplink {
-		if err := netlink.LinkDel(link); err != nil {
-			return fmt.Errorf("release %s: delete VLAN sub-interface: %w", info.NIC, err)
+	// Released already (hostd restarted during the handoff): nothing to
+	// do but the MAC.
+	if link, err := netlink.LinkByName(info.NIC); err == nil {
+		if info.Uplink != "" && info.NIC != info.Uplink {
+			if err := netlink.LinkDel(link); err != nil {
+				return fmt.Errorf("release %s: delete VLAN sub-interface: %w", info.NIC, err)
+			}
+		} else {
+			addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+			if err != nil {
+				return fmt.Errorf("release %s: %w", info.NIC, err)
+			}
+			for _, a := range addrs {
+				// Routes through the address go with it.
+				if err := netlink.AddrDel(link, &a); err != nil {
+					return fmt.Errorf("release %s: remove %s: %w", info.NIC, a.IPNet, err)
+				}
+			}
 		}
+	}
+	uplink := cmp.Or(info.Uplink, info.NIC)
+	link, err := netlink.LinkByName(uplink)
+	if err != nil {
+		return fmt.Errorf("release %s: %w", uplink, err)
+	}
+	return freeMAC(link)
+}
+
+// UplinkMAC is the MAC the management NIC takes once it is an uplink: its
+// burned-in MAC goes to vswif0 (as ESXi's vmk0 takes vmnic0's, so DHCP
+// reservations keep working), and a Linux bridge delivers frames for a
+// port's own MAC to the bridge itself, so the NIC must not keep it. The
+// first byte becomes 02 (locally administered; 06 if it was 02 already),
+// the rest stays, so the NIC is still recognisable.
+func UplinkMAC(burnedIn net.HardwareAddr) net.HardwareAddr {
+	m := slices.Clone(burnedIn)
+	if len(m) != 6 {
+		return m
+	}
+	if m[0] == 0x02 {
+		m[0] = 0x06
+	} else {
+		m[0] = 0x02
+	}
+	return m
+}
+
+// freeMAC gives the NIC its uplink MAC, unless it has one already (its
+// MAC differs from its permanent one).
+func freeMAC(link netlink.Link) error {
+	hw, perm := link.Attrs().HardwareAddr, link.Attrs().PermHWAddr
+	if len(perm) == 0 {
+		perm = hw
+	}
+	if len(hw) != 6 || !bytes.Equal(hw, perm) {
 		return nil
 	}
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
-	if err != nil {
-		return fmt.Errorf("release %s: %w", info.NIC, err)
-	}
-	for _, a := range addrs {
-		// Routes through the address go with it.
-		if err := netlink.AddrDel(link, &a); err != nil {
-			return fmt.Errorf("release %s: remove %s: %w", info.NIC, a.IPNet, err)
-		}
+	if err := netlink.LinkSetHardwareAddr(link, UplinkMAC(hw)); err != nil {
+		return fmt.Errorf("uplink MAC on %s: %w", link.Attrs().Name, err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,5 +57,21 @@ func TestListNICs(t *testing.T) {
 	n, err := PickMgmtNIC(nics, "")
 	if err != nil || n.Name != "eth0" || n.MAC != "52:54:00:12:34:56" {
 		t.Errorf("PickMgmtNIC(ListNICs) = %+v, %v; want eth0 with its MAC", n, err)
+	}
+}
+
+func TestUplinkMAC(t *testing.T) {
+	for in, want := range map[string]string{
+		"52:54:00:12:34:56": "02:54:00:12:34:56",
+		"00:1b:21:aa:bb:cc": "02:1b:21:aa:bb:cc",
+		"02:00:00:00:00:01": "06:00:00:00:00:01",
+	} {
+		hw, _ := net.ParseMAC(in)
+		if got := UplinkMAC(hw).String(); got != want {
+			t.Errorf("UplinkMAC(%s) = %s, want %s", in, got, want)
+		}
+		if hw.String() != in {
+			t.Errorf("UplinkMAC changed its argument")
+		}
 	}
 }

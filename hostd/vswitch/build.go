@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/flashvisor/flashvisor/api"
+	vmknic "github.com/flashvisor/flashvisor/vmkernel-nics"
 )
 
 // vlanOf maps a port group's VLAN to the switch's: "no VLAN" is VLAN 1,
@@ -22,9 +23,9 @@ func vlanOf(v int) int {
 // (pure). Each port group becomes a vethernet profile; every uplink and
 // port-channel shares one ethernet trunk profile carrying every VLAN the
 // port groups use, VLAN 1 untagged; each vEth assignment becomes a VethN
-// port with the vNIC's MAC as its static entry. Extra ports (vmknics) are
-// added as given.
-func Build(c Config, extra []api.Port) api.SwitchConfig {
+// port with the vNIC's MAC as its static entry, and each vmknic's vEth is
+// the switch end of its veth pair, with the vmknic's MAC.
+func Build(c Config) api.SwitchConfig {
 	sc := api.SwitchConfig{Module: Module}
 	var uplinkVLANs []string
 	var systemVLANs []string
@@ -80,12 +81,15 @@ func Build(c Config, extra []api.Port) api.SwitchConfig {
 		sc.Ports = append(sc.Ports, p)
 	}
 	for _, v := range c.Veths {
-		sc.Ports = append(sc.Ports, api.Port{
+		p := api.Port{
 			Name: v.Port, Kind: api.PortVeth, Profile: ProfileName(v.PortGroup),
 			MACs: []string{v.MAC}, Owner: fmt.Sprintf("%s nic %d", v.VM, v.NIC),
-		})
+		}
+		if v.VMKNIC != "" {
+			p.Interface, p.Owner = vmknic.SwitchportName(v.VMKNIC), v.VMKNIC
+		}
+		sc.Ports = append(sc.Ports, p)
 	}
-	sc.Ports = append(sc.Ports, extra...)
 	return sc
 }
 

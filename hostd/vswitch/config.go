@@ -17,6 +17,7 @@ import (
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/hostd/netseam"
 	"github.com/flashvisor/flashvisor/internal/atomicfile"
+	vmknic "github.com/flashvisor/flashvisor/vmkernel-nics"
 )
 
 // Limits.
@@ -49,6 +50,7 @@ type Config struct {
 	Uplinks      []api.Uplink         `json:"uplinks"`
 	PortChannels []api.PortChannel    `json:"port_channels"`
 	PortGroups   []api.PortGroup      `json:"port_groups"`
+	VMKNICs      []api.VMKNIC         `json:"vmknics"`
 	Veths        []api.VethAssignment `json:"veths"`
 }
 
@@ -60,6 +62,10 @@ func (c Config) clone() Config {
 		d.PortChannels[i].Members = slices.Clone(d.PortChannels[i].Members)
 	}
 	d.PortGroups = slices.Clone(c.PortGroups)
+	d.VMKNICs = slices.Clone(c.VMKNICs)
+	for i := range d.VMKNICs {
+		d.VMKNICs[i].Services = slices.Clone(d.VMKNICs[i].Services)
+	}
 	d.Veths = slices.Clone(c.Veths)
 	return d
 }
@@ -68,6 +74,15 @@ func (c *Config) portGroup(name string) *api.PortGroup {
 	for i := range c.PortGroups {
 		if c.PortGroups[i].Name == name {
 			return &c.PortGroups[i]
+		}
+	}
+	return nil
+}
+
+func (c *Config) vmknic(name string) *api.VMKNIC {
+	for i := range c.VMKNICs {
+		if c.VMKNICs[i].Name == name {
+			return &c.VMKNICs[i]
 		}
 	}
 	return nil
@@ -252,10 +267,35 @@ func (c *Config) Check() error {
 			macs[hw.String()] = v.Port
 		}
 		key := v.VM + "\x00" + strconv.Itoa(v.NIC)
+		if v.VMKNIC != "" {
+			key = "\x00vmknic " + v.VMKNIC
+			if v.VM != "" {
+				bad("%s: both a VM's and vmknic %s's", v.Port, v.VMKNIC)
+			}
+			if c.vmknic(v.VMKNIC) == nil {
+				bad("%s: vmknic %s is not configured", v.Port, v.VMKNIC)
+			}
+		} else if v.VM == "" {
+			bad("%s: neither a VM's nor a vmknic's", v.Port)
+		}
 		if other, dup := vnics[key]; dup {
-			bad("%s: VM %q NIC %d already has %s", v.Port, v.VM, v.NIC, other)
+			bad("%s: %s already has %s", v.Port, strings.TrimPrefix(key, "\x00"), other)
 		}
 		vnics[key] = v.Port
+	}
+	if err := vmknic.Validate(c.VMKNICs); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", netseam.ErrInvalid, err))
+	}
+	for _, k := range c.VMKNICs {
+		if c.portGroup(k.PortGroup) == nil {
+			errs = append(errs, fmt.Errorf("vmknic %s: port group %q: %w", k.Name, k.PortGroup, netseam.ErrNoPortGroup))
+		}
+		if k.MAC == "" {
+			bad("vmknic %s: no MAC assigned", k.Name)
+		}
+		if !slices.ContainsFunc(c.Veths, func(v api.VethAssignment) bool { return v.VMKNIC == k.Name }) {
+			bad("vmknic %s: no vEth", k.Name)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -344,6 +384,9 @@ func Save(path string, c Config) error {
 	}
 	if c.Veths == nil {
 		c.Veths = []api.VethAssignment{}
+	}
+	if c.VMKNICs == nil {
+		c.VMKNICs = []api.VMKNIC{}
 	}
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {

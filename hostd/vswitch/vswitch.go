@@ -17,9 +17,12 @@ package vswitch
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +30,7 @@ import (
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/hostd/netseam"
+	vmknic "github.com/flashvisor/flashvisor/vmkernel-nics"
 )
 
 // Agent is what the switch needs from the VEM agent (vem/vemclient).
@@ -49,11 +53,34 @@ type Options struct {
 	IsInvalid func(error) bool
 	// Default is the configuration of a first boot (no file yet).
 	Default func() Config
-	// Extra returns ports the switch does not own but must carry (the
-	// vmknics' vEths); nil: none.
-	Extra func() []api.Port
-	Log   *slog.Logger
+	// VMKNICs applies the vmknics (vmknic.Manager); nil: vmknics cannot
+	// be configured.
+	VMKNICs VMKNICs
+	// Host seeds the MACs generated for vmknics that have none.
+	Host vmknic.Host
+	// ConfirmWithin is how long a guarded management change waits for
+	// Confirm before it is rolled back (VMK-3); 0: 60 s.
+	ConfirmWithin time.Duration
+	// BeforeFirstSync runs before the configuration c first reaches the
+	// kernel (the management handoff from init; again if the sync failed),
+	// AfterFirstSync once after it did. nil: nothing. They must not call
+	// the Switch.
+	BeforeFirstSync func(ctx context.Context, c Config) error
+	AfterFirstSync  func(c Config)
+	// OnRollback is told about each automatic rollback (an event).
+	OnRollback func(change api.NetworkChange, reason string)
+	Log        *slog.Logger
 }
+
+// VMKNICs is what the switch needs from the vmknic manager.
+type VMKNICs interface {
+	Apply(ctx context.Context, specs []api.VMKNIC) error
+	Status(ctx context.Context) ([]api.VMKNICStatus, error)
+}
+
+// ErrChangePending refuses a guarded change while another one waits for
+// confirmation.
+var ErrChangePending = errors.New("a management network change is waiting for confirmation")
 
 // Switch is the standalone switch. It implements netseam.Ports.
 type Switch struct {
@@ -63,6 +90,17 @@ type Switch struct {
 	mu      sync.Mutex
 	cfg     Config
 	applied bool // the agent has the current cfg
+	synced  bool // BeforeFirstSync ran and a sync succeeded
+	pending *pending
+}
+
+// pending is a guarded change applied but not confirmed: prev is the
+// configuration to go back to (with the unguarded changes made since, such
+// as vNICs attached), and what is on disk.
+type pending struct {
+	change api.NetworkChange
+	prev   Config
+	stop   func() bool
 }
 
 var _ netseam.Ports = (*Switch)(nil)
@@ -79,12 +117,19 @@ func Open(o Options) (*Switch, error) {
 	if o.IsInvalid == nil {
 		o.IsInvalid = func(error) bool { return false }
 	}
+	if o.ConfirmWithin == 0 {
+		o.ConfirmWithin = 60 * time.Second
+	}
 	c, ok, err := Load(o.File)
 	if err != nil {
 		return nil, err
 	}
 	if !ok && o.Default != nil {
 		c = o.Default()
+		c.VMKNICs = vmknic.AssignMACs(c.VMKNICs, o.Host)
+		for _, k := range c.VMKNICs {
+			c.Veths = append(c.Veths, api.VethAssignment{Port: freeVeth(c.Veths), VMKNIC: k.Name, PortGroup: k.PortGroup, MAC: k.MAC})
+		}
 		c.Sort()
 		if err := c.Check(); err != nil {
 			return nil, fmt.Errorf("default switch configuration: %w", err)
@@ -104,20 +149,43 @@ func (s *Switch) Config() Config {
 	return s.cfg.clone()
 }
 
-func (s *Switch) extra() []api.Port {
-	if s.o.Extra == nil {
-		return nil
-	}
-	return s.o.Extra()
-}
-
-// Sync hands the current configuration to the agent.
+// Sync hands the current configuration to the vmknics and the agent.
 func (s *Switch) Sync(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err := s.o.Agent.SetConfig(ctx, Build(s.cfg, s.extra()))
+	if !s.synced && s.o.BeforeFirstSync != nil {
+		if err := s.o.BeforeFirstSync(ctx, s.cfg.clone()); err != nil {
+			return fmt.Errorf("before the first sync: %w", err)
+		}
+	}
+	_, err := s.apply(ctx, s.cfg)
 	s.applied = err == nil
+	if err == nil && !s.synced {
+		s.synced = true
+		if s.o.AfterFirstSync != nil {
+			s.o.AfterFirstSync(s.cfg.clone())
+		}
+	}
 	return err
+}
+
+// apply programs c: the agent first (it validates the whole switch and
+// refuses before anything changes), then the vmknics (their veth pairs and
+// addresses), then the agent again, which enslaves switch ends that did not
+// exist a moment ago.
+func (s *Switch) apply(ctx context.Context, c Config) ([]api.PortStatus, error) {
+	sc := Build(c)
+	st, err := s.o.Agent.SetConfig(ctx, sc)
+	if err != nil || s.o.VMKNICs == nil {
+		return st, err
+	}
+	if err := s.o.VMKNICs.Apply(ctx, c.VMKNICs); err != nil {
+		return nil, fmt.Errorf("vmknics: %w", err)
+	}
+	if len(c.VMKNICs) == 0 {
+		return st, nil
+	}
+	return s.o.Agent.SetConfig(ctx, sc)
 }
 
 // SyncLoop hands the configuration to the agent until it takes it (the
@@ -147,34 +215,166 @@ func (s *Switch) SyncLoop(ctx context.Context, interval time.Duration) {
 }
 
 // change applies f to a copy of the configuration, checks it, has the agent
-// apply it, and saves it; on any failure the configuration stays as it was
-// (the agent may hold a partly applied new one: the next change or Sync
-// brings it back).
+// (and the vmknic manager) apply it, and saves it; on any failure the
+// configuration stays as it was (the kernel may hold a partly applied new
+// one: the next change or Sync brings it back). While a guarded change
+// waits for confirmation, f is also applied to the configuration the
+// rollback would restore, which is what is saved.
 func (s *Switch) change(ctx context.Context, f func(c *Config) error) ([]api.PortStatus, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.cfg.clone()
-	if err := f(&c); err != nil {
-		return nil, err
-	}
-	c.Sort()
-	if err := c.Check(); err != nil {
-		return nil, err
-	}
-	st, err := s.o.Agent.SetConfig(ctx, Build(c, s.extra()))
+	c, err := s.prepare(f, s.cfg)
 	if err != nil {
-		if s.o.IsInvalid(err) {
-			return nil, fmt.Errorf("%w: %w: %w", netseam.ErrInvalid, ErrRefused, err)
-		}
-		s.applied = false
-		return nil, fmt.Errorf("apply switch configuration: %w", err)
+		return nil, err
 	}
-	if err := Save(s.o.File, c); err != nil {
+	var prev Config
+	if s.pending != nil {
+		if prev, err = s.prepare(f, s.pending.prev); err != nil {
+			return nil, fmt.Errorf("with the pending change %s rolled back, this change would fail: %w", s.pending.change.ID, err)
+		}
+	}
+	st, err := s.commit(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	save := c
+	if s.pending != nil {
+		s.pending.prev, save = prev, prev
+	}
+	if err := Save(s.o.File, save); err != nil {
 		s.applied = false
 		return nil, err
 	}
 	s.cfg, s.applied = c, true
 	return st, nil
+}
+
+func (s *Switch) prepare(f func(c *Config) error, from Config) (Config, error) {
+	c := from.clone()
+	if err := f(&c); err != nil {
+		return Config{}, err
+	}
+	c.Sort()
+	if err := c.Check(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// commit applies c; if the agent refuses it nothing changed, if a later
+// step fails the previous configuration is applied again.
+func (s *Switch) commit(ctx context.Context, c Config) ([]api.PortStatus, error) {
+	st, err := s.apply(ctx, c)
+	if err == nil {
+		return st, nil
+	}
+	if s.o.IsInvalid(err) {
+		return nil, fmt.Errorf("%w: %w: %w", netseam.ErrInvalid, ErrRefused, err)
+	}
+	if _, rerr := s.apply(ctx, s.cfg); rerr != nil {
+		s.applied = false
+		s.log.Error("switch configuration: going back after a failed change failed too", "err", rerr)
+	}
+	return nil, fmt.Errorf("apply switch configuration: %w", err)
+}
+
+// changeGuarded is change for operations that may cut the management
+// network (VMK-3): if the result touches management, it is applied but not
+// saved, and unless Confirm(id) comes within ConfirmWithin the previous
+// configuration comes back by itself. Otherwise it is a plain change and
+// the returned *api.NetworkChange is nil.
+func (s *Switch) changeGuarded(ctx context.Context, what string, f func(c *Config) error) (*api.NetworkChange, error) {
+	s.mu.Lock()
+	c, err := s.prepare(f, s.cfg)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	if !touchesManagement(s.cfg, c) {
+		s.mu.Unlock()
+		_, err := s.change(ctx, f)
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	if s.pending != nil {
+		return nil, fmt.Errorf("%w: %s (%s), until %s", ErrChangePending, s.pending.change.ID, s.pending.change.What, s.pending.change.RollbackAt.Format(time.RFC3339))
+	}
+	if _, err := s.commit(ctx, c); err != nil {
+		return nil, err
+	}
+	p := &pending{prev: s.cfg, change: api.NetworkChange{ID: newChangeID(), What: what, RollbackAt: time.Now().Add(s.o.ConfirmWithin).UTC()}}
+	id := p.change.ID
+	t := time.AfterFunc(s.o.ConfirmWithin, func() { s.rollback(id, "not confirmed in time") })
+	p.stop = t.Stop
+	s.pending, s.cfg, s.applied = p, c, true
+	s.log.Warn("management network changed: waiting for confirmation", "change", id, "what", what, "rollback_at", p.change.RollbackAt)
+	return &p.change, nil
+}
+
+// Confirm keeps a guarded change: it is saved and no longer rolled back.
+func (s *Switch) Confirm(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil || s.pending.change.ID != id {
+		return fmt.Errorf("change %q: %w (no such change waits for confirmation: it may have been rolled back)", id, netseam.ErrNotFound)
+	}
+	s.pending.stop()
+	if err := Save(s.o.File, s.cfg); err != nil {
+		return err
+	}
+	s.log.Info("management network change confirmed", "change", id)
+	s.pending = nil
+	return nil
+}
+
+// rollback puts the configuration from before a guarded change back.
+func (s *Switch) rollback(id, reason string) {
+	s.mu.Lock()
+	p := s.pending
+	if p == nil || p.change.ID != id {
+		s.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := s.apply(ctx, p.prev)
+	s.cfg, s.applied, s.pending = p.prev, err == nil, nil
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Error("management network rollback incomplete: retrying in the background", "change", id, "err", err)
+	} else {
+		s.log.Warn("management network change rolled back", "change", id, "what", p.change.What, "reason", reason)
+	}
+	if s.o.OnRollback != nil {
+		s.o.OnRollback(p.change, reason)
+	}
+}
+
+func newChangeID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return "netchg-" + hex.EncodeToString(b[:])
+}
+
+// touchesManagement reports whether going from a to b may cut the
+// management network, ESXi's rollback triggers: the management vmknic or
+// the default route changed (vmknic.TouchesManagement), the management
+// vmknic's port group changed, or the uplinks changed while there is a
+// management vmknic.
+func touchesManagement(a, b Config) bool {
+	if vmknic.TouchesManagement(a.VMKNICs, b.VMKNICs) {
+		return true
+	}
+	name := vmknic.ManagementNIC(a.VMKNICs)
+	if name == "" {
+		return false
+	}
+	k := a.vmknic(name)
+	pa, pb := a.portGroup(k.PortGroup), b.portGroup(k.PortGroup)
+	if pa == nil || pb == nil || !reflect.DeepEqual(*pa, *pb) {
+		return true
+	}
+	return !reflect.DeepEqual(a.Uplinks, b.Uplinks) || !reflect.DeepEqual(a.PortChannels, b.PortChannels)
 }
 
 // Resync re-applies the configuration with the extra ports as they are
@@ -198,7 +398,7 @@ func (s *Switch) Attach(ctx context.Context, vm string, nic int, portGroup, mac 
 		}
 		i := slices.IndexFunc(c.Veths, func(v api.VethAssignment) bool { return v.VM == vm && v.NIC == nic })
 		if i < 0 {
-			c.Veths = append(c.Veths, api.VethAssignment{Port: freeVeth(c.Veths, s.extra()), VM: vm, NIC: nic})
+			c.Veths = append(c.Veths, api.VethAssignment{Port: freeVeth(c.Veths), VM: vm, NIC: nic})
 			i = len(c.Veths) - 1
 		}
 		c.Veths[i].PortGroup, c.Veths[i].MAC = portGroup, strings.ToLower(mac)
@@ -219,14 +419,11 @@ func (s *Switch) Attach(ctx context.Context, vm string, nic int, portGroup, mac 
 	return "", fmt.Errorf("attach VM %q vNIC %d: the VEM reports no interface for %s", vm, nic, port)
 }
 
-// freeVeth is the lowest VethN neither a vNIC nor an extra port uses.
-func freeVeth(vs []api.VethAssignment, extra []api.Port) string {
+// freeVeth is the lowest free VethN.
+func freeVeth(vs []api.VethAssignment) string {
 	used := map[string]bool{}
 	for _, v := range vs {
 		used[v.Port] = true
-	}
-	for _, p := range extra {
-		used[p.Name] = true
 	}
 	for n := 1; ; n++ {
 		if name := fmt.Sprintf("Veth%d", n); !used[name] {
@@ -264,6 +461,61 @@ func (s *Switch) PortGroups() []api.PortGroup {
 
 // --- configuration ---
 
+// SetVMKNIC adds or changes a vmknic; its vEth is allocated with it. A
+// change that touches the management network is guarded (see
+// changeGuarded) and returns the pending change.
+func (s *Switch) SetVMKNIC(ctx context.Context, k api.VMKNIC, create bool) (*api.NetworkChange, error) {
+	if s.o.VMKNICs == nil {
+		return nil, errors.New("vmknics are not available on this host")
+	}
+	return s.changeGuarded(ctx, "vmknic "+k.Name, func(c *Config) error {
+		cur := c.vmknic(k.Name)
+		switch {
+		case create && cur != nil:
+			return fmt.Errorf("vmknic %s: %w", k.Name, netseam.ErrExists)
+		case !create && cur == nil:
+			return fmt.Errorf("vmknic %s: %w", k.Name, netseam.ErrNotFound)
+		case cur != nil:
+			if k.MAC == "" {
+				k.MAC = cur.MAC // keep the generated one
+			}
+			*cur = k
+		default:
+			c.VMKNICs = append(c.VMKNICs, k)
+		}
+		c.VMKNICs = vmknic.AssignMACs(c.VMKNICs, s.o.Host)
+		k = *c.vmknic(k.Name)
+		i := slices.IndexFunc(c.Veths, func(v api.VethAssignment) bool { return v.VMKNIC == k.Name })
+		if i < 0 {
+			c.Veths = append(c.Veths, api.VethAssignment{Port: freeVeth(c.Veths), VMKNIC: k.Name})
+			i = len(c.Veths) - 1
+		}
+		c.Veths[i].PortGroup, c.Veths[i].MAC = k.PortGroup, k.MAC
+		return nil
+	})
+}
+
+// RemoveVMKNIC removes a vmknic and frees its vEth (guarded when it is the
+// management vmknic or holds the default route).
+func (s *Switch) RemoveVMKNIC(ctx context.Context, name string) (*api.NetworkChange, error) {
+	return s.changeGuarded(ctx, "remove vmknic "+name, func(c *Config) error {
+		if c.vmknic(name) == nil {
+			return fmt.Errorf("vmknic %s: %w", name, netseam.ErrNotFound)
+		}
+		c.VMKNICs = slices.DeleteFunc(c.VMKNICs, func(k api.VMKNIC) bool { return k.Name == name })
+		c.Veths = slices.DeleteFunc(c.Veths, func(v api.VethAssignment) bool { return v.VMKNIC == name })
+		return nil
+	})
+}
+
+// VMKNICStatus reports the vmknics as the kernel has them.
+func (s *Switch) VMKNICStatus(ctx context.Context) ([]api.VMKNICStatus, error) {
+	if s.o.VMKNICs == nil {
+		return []api.VMKNICStatus{}, nil
+	}
+	return s.o.VMKNICs.Status(ctx)
+}
+
 // AddPortGroup adds a port group.
 func (s *Switch) AddPortGroup(ctx context.Context, pg api.PortGroup) error {
 	_, err := s.change(ctx, func(c *Config) error {
@@ -278,8 +530,8 @@ func (s *Switch) AddPortGroup(ctx context.Context, pg api.PortGroup) error {
 
 // UpdatePortGroup replaces a port group's settings (not its name); the
 // change reaches every port on it, live (VEM-5).
-func (s *Switch) UpdatePortGroup(ctx context.Context, pg api.PortGroup) error {
-	_, err := s.change(ctx, func(c *Config) error {
+func (s *Switch) UpdatePortGroup(ctx context.Context, pg api.PortGroup) (*api.NetworkChange, error) {
+	return s.changeGuarded(ctx, "port group "+pg.Name, func(c *Config) error {
 		p := c.portGroup(pg.Name)
 		if p == nil {
 			return fmt.Errorf("port group %q: %w", pg.Name, netseam.ErrNoPortGroup)
@@ -287,7 +539,6 @@ func (s *Switch) UpdatePortGroup(ctx context.Context, pg api.PortGroup) error {
 		*p = pg
 		return nil
 	})
-	return err
 }
 
 // InUse reports who uses a port group: vNICs ("web01 nic 0") and, through
@@ -297,13 +548,12 @@ func (s *Switch) InUse(name string) []string {
 	defer s.mu.Unlock()
 	var users []string
 	for _, v := range s.cfg.Veths {
-		if v.PortGroup == name {
+		switch {
+		case v.PortGroup != name:
+		case v.VMKNIC != "":
+			users = append(users, v.VMKNIC)
+		default:
 			users = append(users, fmt.Sprintf("%s nic %d", v.VM, v.NIC))
-		}
-	}
-	for _, p := range s.extra() {
-		if p.Profile == ProfileName(name) {
-			users = append(users, p.Owner)
 		}
 	}
 	return users
@@ -352,8 +602,8 @@ func freeEth(us []api.Uplink) string {
 
 // RemoveUplink takes a NIC off the switch; a port-channel member must leave
 // its port-channel first.
-func (s *Switch) RemoveUplink(ctx context.Context, nic string) error {
-	_, err := s.change(ctx, func(c *Config) error {
+func (s *Switch) RemoveUplink(ctx context.Context, nic string) (*api.NetworkChange, error) {
+	return s.changeGuarded(ctx, "remove uplink "+nic, func(c *Config) error {
 		u := c.uplink(nic)
 		if u == nil {
 			return fmt.Errorf("uplink %s: %w", nic, netseam.ErrNotFound)
@@ -364,13 +614,12 @@ func (s *Switch) RemoveUplink(ctx context.Context, nic string) error {
 		c.Uplinks = slices.DeleteFunc(c.Uplinks, func(x api.Uplink) bool { return x.NIC == nic })
 		return nil
 	})
-	return err
 }
 
 // AddPortChannel bundles NICs into PoN; NICs that are not uplinks yet
 // become uplinks.
-func (s *Switch) AddPortChannel(ctx context.Context, pc api.PortChannel) error {
-	_, err := s.change(ctx, func(c *Config) error {
+func (s *Switch) AddPortChannel(ctx context.Context, pc api.PortChannel) (*api.NetworkChange, error) {
+	return s.changeGuarded(ctx, "port-channel "+pc.Name, func(c *Config) error {
 		if slices.ContainsFunc(c.PortChannels, func(x api.PortChannel) bool { return x.Name == pc.Name }) {
 			return fmt.Errorf("port-channel %s: %w", pc.Name, netseam.ErrExists)
 		}
@@ -388,12 +637,11 @@ func (s *Switch) AddPortChannel(ctx context.Context, pc api.PortChannel) error {
 		c.PortChannels = append(c.PortChannels, api.PortChannel{Name: pc.Name, Members: slices.Clone(pc.Members), Mode: pc.Mode})
 		return nil
 	})
-	return err
 }
 
 // RemovePortChannel dissolves PoN; its members stay uplinks on their own.
-func (s *Switch) RemovePortChannel(ctx context.Context, name string) error {
-	_, err := s.change(ctx, func(c *Config) error {
+func (s *Switch) RemovePortChannel(ctx context.Context, name string) (*api.NetworkChange, error) {
+	return s.changeGuarded(ctx, "remove port-channel "+name, func(c *Config) error {
 		i := slices.IndexFunc(c.PortChannels, func(x api.PortChannel) bool { return x.Name == name })
 		if i < 0 {
 			return fmt.Errorf("port-channel %s: %w", name, netseam.ErrNotFound)
@@ -406,14 +654,23 @@ func (s *Switch) RemovePortChannel(ctx context.Context, name string) error {
 		c.PortChannels = slices.Delete(c.PortChannels, i, i+1)
 		return nil
 	})
-	return err
 }
 
 // View is the configuration with the VEM's view of the ports; if the agent
 // cannot be asked, Ports is empty and the error says why.
 func (s *Switch) View(ctx context.Context) (api.SwitchView, error) {
-	c := s.Config()
-	v := api.SwitchView{Uplinks: c.Uplinks, PortChannels: c.PortChannels, PortGroups: c.PortGroups, Veths: c.Veths, Ports: []api.PortStatus{}}
+	s.mu.Lock()
+	c := s.cfg.clone()
+	var p *api.NetworkChange
+	if s.pending != nil {
+		ch := s.pending.change
+		p = &ch
+	}
+	s.mu.Unlock()
+	v := api.SwitchView{Uplinks: c.Uplinks, PortChannels: c.PortChannels, PortGroups: c.PortGroups, VMKNICs: c.VMKNICs, Veths: c.Veths, Ports: []api.PortStatus{}, Pending: p}
+	if v.VMKNICs == nil {
+		v.VMKNICs = []api.VMKNIC{}
+	}
 	for _, l := range []*[]api.Uplink{&v.Uplinks} {
 		if *l == nil {
 			*l = []api.Uplink{}

@@ -6,12 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/hostd/netseam"
 	"github.com/flashvisor/flashvisor/hostd/vswitch"
 	"github.com/flashvisor/flashvisor/vem"
+	vmknic "github.com/flashvisor/flashvisor/vmkernel-nics"
 )
 
 // agent validates every config with the VEM's own rules (vem.Validate is
@@ -77,7 +80,8 @@ func TestFullConfigIsValidForTheVEM(t *testing.T) {
 		func() error { return s.AddPortGroup(ctx, api.PortGroup{Name: "storage", VLAN: 300, System: true}) },
 		func() error { _, err := s.AddUplink(ctx, "eth1"); return err },
 		func() error {
-			return s.AddPortChannel(ctx, api.PortChannel{Name: "Po1", Members: []string{"eth2", "eth3"}, Mode: api.ChannelLACP})
+			_, err := s.AddPortChannel(ctx, api.PortChannel{Name: "Po1", Members: []string{"eth2", "eth3"}, Mode: api.ChannelLACP})
+			return err
 		},
 	}
 	for i, f := range steps {
@@ -246,5 +250,143 @@ func TestCorruptFile(t *testing.T) {
 	os.WriteFile(file, []byte(`{"version":1,"uplinks":[{"nic":"eth0","port":"Eth9/1"}]}`), 0o644)
 	if _, err := vswitch.Open(vswitch.Options{File: file, Agent: &agent{}}); !errors.Is(err, netseam.ErrCorrupt) {
 		t.Errorf("corrupt file: %v", err)
+	}
+}
+
+// vmknics records what the switch asks of the vmknic manager.
+type vmknics struct {
+	applied [][]api.VMKNIC
+	err     error
+}
+
+func (v *vmknics) Apply(ctx context.Context, specs []api.VMKNIC) error {
+	if v.err != nil {
+		return v.err
+	}
+	v.applied = append(v.applied, specs)
+	return nil
+}
+
+func (v *vmknics) Status(ctx context.Context) ([]api.VMKNICStatus, error) { return nil, nil }
+
+func (v *vmknics) last() []api.VMKNIC { return v.applied[len(v.applied)-1] }
+
+func openMgmt(t *testing.T, a *agent, k *vmknics, file string, within time.Duration, rolled chan<- string) *vswitch.Switch {
+	t.Helper()
+	s, err := vswitch.Open(vswitch.Options{
+		File: file, Agent: a, VMKNICs: k, IsInvalid: func(err error) bool { return errors.Is(err, errInvalid) },
+		Host: vmknic.Host{UUID: "4c4c4544-0000-1000-8000-000000000001"}, ConfirmWithin: within,
+		Default: func() vswitch.Config {
+			return vswitch.Config{
+				Uplinks:    []api.Uplink{{NIC: "eth0", Port: "Eth3/1"}},
+				PortGroups: []api.PortGroup{{Name: "Management Network", System: true}, {Name: "VM Network"}},
+				VMKNICs: []api.VMKNIC{{Name: "vswif0", PortGroup: "Management Network", MAC: "52:54:00:12:34:56",
+					IPv4: api.VMKIPv4{Mode: api.VMKIPv4DHCP}, Services: []string{api.VMKServiceManagement}}},
+			}
+		},
+		OnRollback: func(ch api.NetworkChange, reason string) { rolled <- ch.ID },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestVMKNICsAndManagementGuard(t *testing.T) {
+	a, k := &agent{}, &vmknics{}
+	file := filepath.Join(t.TempDir(), "switch.json")
+	rolled := make(chan string, 4)
+	s := openMgmt(t, a, k, file, 200*time.Millisecond, rolled)
+	ctx := context.Background()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// vswif0 is a vEth on the management port group, its switch end the
+	// veth the vmknic manager made, its MAC the uplink's burned-in one.
+	var vswif api.Port
+	for _, p := range a.last().Ports {
+		if p.Owner == "vswif0" {
+			vswif = p
+		}
+	}
+	if vswif.Name != "Veth1" || vswif.Interface != vmknic.SwitchportName("vswif0") || vswif.Profile != "Management_Network" || vswif.MACs[0] != "52:54:00:12:34:56" {
+		t.Errorf("vswif0's port = %+v", vswif)
+	}
+	if got := k.last(); len(got) != 1 || got[0].Name != "vswif0" {
+		t.Errorf("vmknics applied = %+v", got)
+	}
+
+	// A vmknic that is not management: applied at once, MAC generated.
+	ch, err := s.SetVMKNIC(ctx, api.VMKNIC{Name: "vmk1", PortGroup: "VM Network", IPv4: api.VMKIPv4{Mode: api.VMKIPv4Static, Address: "192.168.77.1/24"}}, true)
+	if err != nil || ch != nil {
+		t.Fatalf("add vmk1 = %+v, %v", ch, err)
+	}
+	if v := s.Config().VMKNICs; len(v) != 2 || v[1].MAC == "" {
+		t.Errorf("vmknics = %+v", v)
+	}
+	if _, err := s.SetVMKNIC(ctx, api.VMKNIC{Name: "vmk1", PortGroup: "VM Network", IPv4: api.VMKIPv4{Mode: api.VMKIPv4DHCP}}, true); !errors.Is(err, netseam.ErrExists) {
+		t.Errorf("add vmk1 again: %v", err)
+	}
+	if err := s.RemovePortGroup(ctx, "VM Network"); !errors.Is(err, netseam.ErrInUse) {
+		t.Errorf("remove the port group of vmk1: %v", err)
+	}
+
+	// A management change is guarded: not saved until confirmed.
+	saved, _ := os.ReadFile(file)
+	ch, err = s.SetVMKNIC(ctx, api.VMKNIC{Name: "vswif0", PortGroup: "Management Network", IPv4: api.VMKIPv4{Mode: api.VMKIPv4Static, Address: "10.9.9.9/24"}, Services: []string{api.VMKServiceManagement}}, false)
+	if err != nil || ch == nil {
+		t.Fatalf("guarded change = %+v, %v", ch, err)
+	}
+	if got := k.last()[0]; got.IPv4.Address != "10.9.9.9/24" || got.MAC != "52:54:00:12:34:56" {
+		t.Errorf("vswif0 during the change = %+v (the MAC must be kept)", got)
+	}
+	if now, _ := os.ReadFile(file); string(now) != string(saved) {
+		t.Errorf("an unconfirmed change was saved")
+	}
+	if _, err := s.SetVMKNIC(ctx, api.VMKNIC{Name: "vswif0", PortGroup: "Management Network", IPv4: api.VMKIPv4{Mode: api.VMKIPv4DHCP}, Services: []string{api.VMKServiceManagement}}, false); !errors.Is(err, vswitch.ErrChangePending) {
+		t.Errorf("second guarded change: %v", err)
+	}
+	// Unguarded changes go on meanwhile, and survive the rollback.
+	if _, err := s.Attach(ctx, "web01", 0, "VM Network", "00:50:56:00:00:01"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-rolled:
+		if id != ch.ID {
+			t.Errorf("rolled back %s, want %s", id, ch.ID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no rollback")
+	}
+	if got := k.last()[0]; got.IPv4.Mode != api.VMKIPv4DHCP {
+		t.Errorf("vswif0 after rollback = %+v", got)
+	}
+	if !slices.ContainsFunc(s.Config().Veths, func(v api.VethAssignment) bool { return v.VM == "web01" }) {
+		t.Errorf("the vNIC attached during the pending change was lost by the rollback")
+	}
+	if err := s.Confirm(ch.ID); !errors.Is(err, netseam.ErrNotFound) {
+		t.Errorf("confirm after rollback: %v", err)
+	}
+
+	// Confirmed in time: kept and saved.
+	ch, err = s.UpdatePortGroup(ctx, api.PortGroup{Name: "Management Network", VLAN: 10, System: true})
+	if err != nil || ch == nil {
+		t.Fatalf("management VLAN change = %+v, %v", ch, err)
+	}
+	if err := s.Confirm(ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-rolled:
+		t.Errorf("confirmed change %s rolled back", id)
+	case <-time.After(400 * time.Millisecond):
+	}
+	s2 := openMgmt(t, a, k, file, time.Minute, rolled)
+	if pg := s2.PortGroups()[0]; pg.Name != "Management Network" || pg.VLAN != 10 {
+		t.Errorf("after restart: %+v", pg)
+	}
+	// A VM port group change is not guarded.
+	if ch, err := s2.UpdatePortGroup(ctx, api.PortGroup{Name: "VM Network", VLAN: 20}); err != nil || ch != nil {
+		t.Errorf("VM port group change = %+v, %v", ch, err)
 	}
 }

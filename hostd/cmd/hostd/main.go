@@ -3,7 +3,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/datastore"
 	"github.com/flashvisor/flashvisor/hostd"
 	"github.com/flashvisor/flashvisor/hostd/events"
@@ -75,13 +78,23 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return openDatastores(filepath.Join(stateDir, layout.DatastoresFile), log)
 	}
 	vc := vemclient.New(*vemSocket)
-	vo.vem, vo.ctx = vc, ctx
 	o.VEM = vc
+	o.Events = events.New(1000)
+	var boot api.BootInfo
+	if data, err := os.ReadFile(o.BootInfoFile); err == nil {
+		json.Unmarshal(data, &boot) // hostd.New reports a bad file
+	}
+	stateDir := cmp.Or(o.StateDir, boot.StateDir, layout.StateDir)
+	if n, err := openNetwork(ctx, stateDir, boot, ic, vc, o.Events, log); err != nil {
+		log.Error("NETWORKING DISABLED: the switch could not be opened", "err", err)
+	} else {
+		vo.net = n
+		o.ManagementAddrs = n.managementAddrs
+	}
 	o.OpenVMs = vo.open(log)
 	o.OpenDisks = vo.openDisks
 	o.AutostartMarker = layout.RunDir + "/hostd-autostart-done"
 	o.ShutdownMarker = layout.ShutdownMarker
-	o.Events = events.New(1000)
 	o.Tasks = task.New(100) // hostd.New publishes each task's end on o.Events
 
 	s, err := hostd.New(o)

@@ -8,15 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/hostd"
 	"github.com/flashvisor/flashvisor/hostd/qmp"
 	"github.com/flashvisor/flashvisor/hostd/vm"
-	"github.com/flashvisor/flashvisor/hostd/vswitch"
-	"github.com/flashvisor/flashvisor/internal/layout"
-	"github.com/flashvisor/flashvisor/vem/vemclient"
 )
 
 // vmOptions are hostd's VM settings from its flags.
@@ -27,9 +23,9 @@ type vmOptions struct {
 	overcommit         float64
 	reserveMiB         int64
 	runDir, cgroupRoot string
-	// vem is the VEM agent; ctx bounds background work (the switch's sync).
-	vem *vemclient.Client
-	ctx context.Context
+	// net is the host's switch and vmknics (nil: they could not be
+	// opened).
+	net *network
 }
 
 // accel decides the accelerator (HOSTD-3): KVM when /dev/kvm opens,
@@ -68,10 +64,10 @@ func memTotalMiB() int64 {
 
 func (vo vmOptions) open(log *slog.Logger) hostd.OpenVMs {
 	return func(stateDir string, ds hostd.Datastores, publish func(kind, target, msg string)) (hostd.VMs, hostd.PortGroups, error) {
-		ports, err := vo.openSwitch(stateDir, log)
-		if err != nil {
-			return nil, nil, fmt.Errorf("switch: %w", err)
+		if vo.net == nil {
+			return nil, nil, fmt.Errorf("no switch: VMs unavailable (see the switch error above)")
 		}
+		ports := vo.net.sw
 		if ds == nil {
 			return nil, ports, fmt.Errorf("no datastores: VMs unavailable")
 		}
@@ -113,27 +109,4 @@ func (vo vmOptions) open(log *slog.Logger) hostd.OpenVMs {
 // openDisks runs the disk operations with qemu-img.
 func (vo vmOptions) openDisks(datastore func(string) (string, error), inUse func(string) (string, bool)) hostd.Disks {
 	return &vm.DiskOps{Tool: vm.QEMUImg{Binary: vo.qemuImg}, Datastore: datastore, InUse: inUse}
-}
-
-// openSwitch opens the standalone switch and hands its configuration to the
-// VEM agent in the background (the agent starts alongside hostd).
-func (vo vmOptions) openSwitch(stateDir string, log *slog.Logger) (*vswitch.Switch, error) {
-	sw, err := vswitch.Open(vswitch.Options{
-		File:      filepath.Join(stateDir, layout.SwitchFile),
-		Agent:     vo.vem,
-		IsInvalid: vemclient.IsInvalid,
-		Default:   defaultSwitch,
-		Log:       log.With("c", "vswitch"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	go sw.SyncLoop(vo.ctx, time.Minute)
-	return sw, nil
-}
-
-// defaultSwitch is a fresh host's switch, like ESXi's vSwitch0: the port
-// groups "VM Network" and "Management Network".
-func defaultSwitch() vswitch.Config {
-	return vswitch.Config{PortGroups: []api.PortGroup{{Name: "Management Network", System: true}, {Name: "VM Network"}}}
 }
