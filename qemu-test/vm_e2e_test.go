@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -154,11 +155,37 @@ var (
 	pongLine  = regexp.MustCompile(`FVGUEST PONG`)
 	wroteLine = regexp.MustCompile(`FVGUEST WROTE`)
 	dataLine  = regexp.MustCompile(`FVGUEST DATA (.*)$`)
+	memLine   = regexp.MustCompile(`FVGUEST MEM (\d+) kB`)
 )
+
+// guestMemKiB asks the test guest for its MemTotal.
+func guestMemKiB(t *testing.T, con *guestConsole) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(memLine.FindStringSubmatch(con.ask("mem", memLine))[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitGuestMem waits until the guest's MemTotal reaches atLeast KiB (the
+// kernel onlines hot-added memory a moment after the DIMM arrives).
+func waitGuestMem(t *testing.T, con *guestConsole, atLeast int64) int64 {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		n := guestMemKiB(t, con)
+		if n >= atLeast || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
 
 // TestVMLifecycle runs a nested test guest on a host under KVM-in-emulation:
 // datastore, upload, port group, create, power on, console, ping from the
-// host, snapshots, hostd restart, ACPI shutdown, unregister/register,
+// host, snapshots, memory hot-add, hostd restart, suspend and resume,
+// hot-add of a disk and a vNIC, ACPI shutdown, unregister/register,
 // admission, destroy, and autostart after a host reboot.
 func TestVMLifecycle(t *testing.T) {
 	gk, gi := qemutest.GuestImage(t)
@@ -178,13 +205,19 @@ func TestVMLifecycle(t *testing.T) {
 	}
 	upload(t, c, "ds1", gk, "guest/vmlinuz")
 	upload(t, c, "ds1", gi, "guest/initrd.img")
-	if err := c.AddPortGroup(ctx(t), api.PortGroup{Name: "VM Network", HostAddress: "192.168.77.1/24"}); err != nil {
+	// "VM Network" exists on a fresh host (vSwitch0's); the host reaches
+	// its VMs through a vmknic on it.
+	if _, err := c.AddVMKNIC(ctx(t), api.VMKNIC{Name: "vmk1", PortGroup: "VM Network",
+		IPv4: api.VMKIPv4{Mode: api.VMKIPv4Static, Address: "192.168.77.1/24"}}); err != nil {
 		t.Fatal(err)
 	}
 
+	// Memory hot-add is on (up to 512 MiB); the guest kernel onlines
+	// hot-added memory as it arrives (memhp_default_state=online: the test
+	// guest has no udev to do it).
 	spec := api.VMSpec{
-		Name: "g1", VCPUs: 1, MemoryMiB: 256, Firmware: api.FirmwareBIOS,
-		KernelBoot:      &api.KernelBoot{Kernel: "[ds1] guest/vmlinuz", Initrd: "[ds1] guest/initrd.img", Cmdline: "console=ttyS0 fvguest.name=g1 fvguest.ip=192.168.77.11/24"},
+		Name: "g1", VCPUs: 1, MemoryMiB: 256, MemoryHotAdd: true, MaxMemoryMiB: 512, Firmware: api.FirmwareBIOS,
+		KernelBoot:      &api.KernelBoot{Kernel: "[ds1] guest/vmlinuz", Initrd: "[ds1] guest/initrd.img", Cmdline: "console=ttyS0 memhp_default_state=online fvguest.name=g1 fvguest.ip=192.168.77.11/24"},
 		SCSIControllers: []api.SCSIController{{Model: api.SCSIVirtio}},
 		Disks:           []api.VirtualDisk{{Bus: api.DiskBusSCSI, File: "g1.qcow2", Provisioning: api.ProvisionThin, SizeMiB: 64}},
 		NICs:            []api.NIC{{Model: api.NICVirtio, PortGroup: "VM Network", AddressType: api.MACGenerated}},
@@ -233,6 +266,39 @@ func TestVMLifecycle(t *testing.T) {
 		t.Errorf("read after revert = %q, want %q", got, "before")
 	}
 
+	// Memory hot-add: 256 MiB more for the running guest, as one DIMM.
+	// The spec records the new total, QEMU reports the DIMM, the guest
+	// sees the memory.
+	memBefore := guestMemKiB(t, con)
+	hotStart := time.Now()
+	v, _ = c.VM(ctx(t), "g1")
+	more := v.Spec
+	more.MemoryMiB = 512
+	if v, err = c.ReconfigureVM(ctx(t), "g1", more); err != nil {
+		t.Fatalf("memory hot-add to running g1: %v", err)
+	}
+	if v.Spec.MemoryMiB != 512 || v.Status.HotAddedMemoryMiB != 256 || v.Status.State != api.VMPoweredOn {
+		t.Errorf("after memory hot-add: memory %d MiB, hot-added %d MiB, %s; want 512, 256, poweredOn",
+			v.Spec.MemoryMiB, v.Status.HotAddedMemoryMiB, v.Status.State)
+	}
+	const grownKiB = 256<<10 - 4<<10 // 256 MiB, less a little the kernel may keep
+	memAfter := waitGuestMem(t, con, memBefore+grownKiB)
+	t.Logf("memory hot-add: guest MemTotal %d kB -> %d kB in %.1fs", memBefore, memAfter, time.Since(hotStart).Seconds())
+	if memAfter < memBefore+grownKiB {
+		t.Errorf("guest MemTotal after hot-add of 256 MiB = %d kB, want at least %d kB", memAfter, memBefore+grownKiB)
+	}
+	for _, tc := range []struct {
+		what string
+		mib  int
+	}{{"shrinking", 256}, {"growing beyond max_memory_mib", 640}} {
+		bad := v.Spec
+		bad.MemoryMiB = tc.mib
+		var ae *client.APIError
+		if _, err := c.ReconfigureVM(ctx(t), "g1", bad); !errors.As(err, &ae) || ae.Code != api.ErrState {
+			t.Errorf("%s a running VM's memory = %v, want %s", tc.what, err, api.ErrState)
+		}
+	}
+
 	// hostd restarts: the VM keeps running and is controllable.
 	pid := v.Status.PID
 	before, err := hostdService(c, t)
@@ -258,6 +324,9 @@ func TestVMLifecycle(t *testing.T) {
 		if v2.Status.State != api.VMPoweredOn || v2.Status.PID != pid {
 			t.Fatalf("after hostd restart g1 = %+v, want poweredOn with pid %d", v2.Status, pid)
 		}
+		if v2.Status.HotAddedMemoryMiB != 256 {
+			t.Errorf("after hostd restart g1 has %d MiB hot-added, want 256 (from QEMU)", v2.Status.HotAddedMemoryMiB)
+		}
 		return nil
 	})
 	con = attachConsole(t, c, "g1")
@@ -269,7 +338,8 @@ func TestVMLifecycle(t *testing.T) {
 		t.Errorf("screenshot: %d bytes, %v; want a PNG", len(png), err)
 	}
 
-	// Suspend to a state file and resume: the guest carries on where it was.
+	// Suspend to a state file and resume: the guest carries on where it
+	// was, with its hot-added memory (QEMU is started with the DIMM).
 	mustSucceed(t, c)(c.PowerVM(ctx(t), "g1", "suspend", ""))
 	if v, _ := c.VM(ctx(t), "g1"); v.Status.State != api.VMSuspended || v.Status.PID != 0 {
 		t.Errorf("after suspend g1 = %+v, want suspended without a process", v.Status)
@@ -278,6 +348,12 @@ func TestVMLifecycle(t *testing.T) {
 	con = attachConsole(t, c, "g1")
 	if got := dataLine.FindStringSubmatch(con.ask("read", dataLine))[1]; got != "before" {
 		t.Errorf("read after resume = %q, want %q", got, "before")
+	}
+	if n := guestMemKiB(t, con); n != memAfter {
+		t.Errorf("guest MemTotal after resume = %d kB, want %d kB as before the suspend", n, memAfter)
+	}
+	if v, _ := c.VM(ctx(t), "g1"); v.Status.HotAddedMemoryMiB != 256 {
+		t.Errorf("after resume g1 has %d MiB hot-added, want 256", v.Status.HotAddedMemoryMiB)
 	}
 
 	// Hot-add a SCSI disk and a vNIC while the VM runs: QEMU must accept
@@ -292,10 +368,10 @@ func TestVMLifecycle(t *testing.T) {
 		t.Errorf("after hot add: %d disks, %d NICs, %s", len(v.Spec.Disks), len(v.Spec.NICs), v.Status.State)
 	}
 	bad := v.Spec
-	bad.MemoryMiB = 512
+	bad.VCPUs = 2
 	var ae2 *client.APIError
 	if _, err := c.ReconfigureVM(ctx(t), "g1", bad); !errors.As(err, &ae2) || ae2.Code != api.ErrState {
-		t.Errorf("memory change on a running VM = %v, want %s", err, api.ErrState)
+		t.Errorf("vCPU change on a running VM = %v, want %s", err, api.ErrState)
 	}
 
 	// ACPI shutdown.
@@ -398,6 +474,13 @@ func TestVMLifecycle(t *testing.T) {
 	})
 	con = attachConsole(t, c, "g1")
 	con.wait(0, readyLine, 6*time.Minute)
+	// A fresh power-on: all 512 MiB from the start, no DIMM.
+	if v, _ := c.VM(ctx(t), "g1"); v.Spec.MemoryMiB != 512 || v.Status.HotAddedMemoryMiB != 0 {
+		t.Errorf("g1 after the reboot: memory %d MiB, hot-added %d MiB; want 512, 0", v.Spec.MemoryMiB, v.Status.HotAddedMemoryMiB)
+	}
+	if n := guestMemKiB(t, con); n < memBefore+grownKiB {
+		t.Errorf("guest MemTotal after a power-on with 512 MiB = %d kB, want at least %d kB", n, memBefore+grownKiB)
+	}
 
 	// Host shutdown stops the VM cleanly first.
 	if err := c.Shutdown(ctx(t)); err != nil {

@@ -32,7 +32,7 @@ func serve(t *testing.T, a *vem.Agent) *vemclient.Client {
 func TestServerThroughClient(t *testing.T) {
 	ctx := context.Background()
 	k := vemtest.New("eth0", "eth1", "eth2")
-	store := &vem.Store{Path: filepath.Join(t.TempDir(), "programming.json")}
+	store := &vem.Store{Path: filepath.Join(t.TempDir(), "vem", "programming.json") /* a directory that does not exist yet */}
 	a, err := vem.New(vem.Options{Kernel: k, Store: store})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/internal/atomicfile"
@@ -46,6 +47,9 @@ func (s Store) Save(c *Config) error {
 	sum := sha256.Sum256(cfg)
 	data, err := json.MarshalIndent(storeFile{Version: storeVersion, SHA256: hex.EncodeToString(sum[:]), Config: cfg}, "", "  ")
 	if err != nil {
+		return fmt.Errorf("save switch programming: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.Path), 0o700); err != nil {
 		return fmt.Errorf("save switch programming: %w", err)
 	}
 	if _, err := atomicfile.WriteIfChanged(s.Path, append(data, '\n'), 0o600); err != nil {
