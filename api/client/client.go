@@ -217,17 +217,24 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 
 // raw sends one request and returns the body of a 2xx answer.
 func (c *Client) raw(ctx context.Context, method, path string, in any) ([]byte, error) {
+	_, b, err := c.send(ctx, method, path, in)
+	return b, err
+}
+
+// send is raw that also returns the 2xx status, for the calls whose
+// answer depends on it (a guarded network change answers 202).
+func (c *Client) send(ctx context.Context, method, path string, in any) (int, []byte, error) {
 	var rd io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", method, path, err)
+			return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -239,17 +246,17 @@ func (c *Client) raw(ctx context.Context, method, path string, in any) ([]byte, 
 	if err != nil {
 		// url.Error carries the token-free URL; unwrapping keeps
 		// ErrFingerprintMismatch visible to errors.Is.
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+		return 0, nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, apiError(resp.StatusCode, b)
+		return 0, nil, apiError(resp.StatusCode, b)
 	}
-	return b, nil
+	return resp.StatusCode, b, nil
 }
 
 // apiError decodes a non-2xx answer.

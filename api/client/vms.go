@@ -47,7 +47,9 @@ func (c *Client) UnregisterVM(ctx context.Context, name string) error {
 	return c.do(ctx, "POST", vmPath(name, "/unregister"), nil, nil)
 }
 
-// ReconfigureVM replaces a powered-off VM's spec.
+// ReconfigureVM replaces a VM's spec: anything while it is powered off;
+// while it runs, only additions (SCSI disks, vNICs, and memory when its
+// memory_hot_add is on).
 func (c *Client) ReconfigureVM(ctx context.Context, name string, spec api.VMSpec) (api.VM, error) {
 	var out api.VM
 	err := c.do(ctx, "PUT", vmPath(name, ""), spec, &out)
@@ -213,21 +215,4 @@ func (c *Client) DownloadTo(ctx context.Context, datastore, path string, w io.Wr
 		return n, fmt.Errorf("download [%s] %s: got %d of %d bytes", datastore, path, n, resp.ContentLength)
 	}
 	return n, nil
-}
-
-// PortGroups lists the host's port groups.
-func (c *Client) PortGroups(ctx context.Context) ([]api.PortGroup, error) {
-	var out []api.PortGroup
-	err := c.do(ctx, "GET", v1("/portgroups"), nil, &out)
-	return out, err
-}
-
-// AddPortGroup creates a port group.
-func (c *Client) AddPortGroup(ctx context.Context, pg api.PortGroup) error {
-	return c.do(ctx, "POST", v1("/portgroups"), pg, nil)
-}
-
-// RemovePortGroup deletes an unused port group.
-func (c *Client) RemovePortGroup(ctx context.Context, name string) error {
-	return c.do(ctx, "DELETE", v1("/portgroups/"+url.PathEscape(name)), nil, nil)
 }

@@ -23,7 +23,6 @@ func TestVMCalls(t *testing.T) {
 	vm := api.VM{Spec: spec, Datastore: "ds1", Path: "web 01/web 01.fvx", Status: api.VMStatus{State: api.VMPoweredOff}}
 	task := api.Task{ID: "task-1", Kind: "vm.create", Target: "web 01", State: api.TaskRunning}
 	snaps := []api.Snapshot{{Name: "s1", Created: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Memory: true}}
-	pgs := []api.PortGroup{{Name: "VM Network"}, {Name: "dmz", VLAN: 100, HostAddress: "10.0.100.1/24"}}
 	c, rec := newRecorder(t, map[string]func(*http.Request) (int, any){
 		"GET /api/v1/vms":                              fixed(200, []api.VM{vm}),
 		"POST /api/v1/vms":                             fixed(202, task),
@@ -38,9 +37,6 @@ func TestVMCalls(t *testing.T) {
 		"POST /api/v1/vms/web 01/snapshots":            fixed(202, task),
 		"POST /api/v1/vms/web 01/snapshots/s 1/revert": fixed(202, task),
 		"DELETE /api/v1/vms/web 01/snapshots/s 1":      fixed(202, task),
-		"GET /api/v1/portgroups":                       fixed(200, pgs),
-		"POST /api/v1/portgroups":                      fixed(201, pgs[1]),
-		"DELETE /api/v1/portgroups/VM Network":         fixed(204, nil),
 	})
 	ctx := context.Background()
 	check := func(name string, got, want any, err error) {
@@ -78,10 +74,6 @@ func TestVMCalls(t *testing.T) {
 	check("RevertSnapshot()", tk, task, err)
 	tk, err = c.DeleteSnapshot(ctx, "web 01", "s 1")
 	check("DeleteSnapshot()", tk, task, err)
-	p, err := c.PortGroups(ctx)
-	check("PortGroups()", p, pgs, err)
-	check("AddPortGroup(dmz)", nil, nil, c.AddPortGroup(ctx, pgs[1]))
-	check("RemovePortGroup(VM Network)", nil, nil, c.RemovePortGroup(ctx, "VM Network"))
 
 	specJSON := `{"name":"web 01","vcpus":2,"memory_mib":512,"firmware":"bios","serial_console":false,"vnc_console":false,"autostart":{"enabled":false}}`
 	want := []string{
@@ -98,9 +90,6 @@ func TestVMCalls(t *testing.T) {
 		`POST /api/v1/vms/web%2001/snapshots {"name":"s 1","description":"before"}`,
 		"POST /api/v1/vms/web%2001/snapshots/s%201/revert",
 		"DELETE /api/v1/vms/web%2001/snapshots/s%201",
-		"GET /api/v1/portgroups",
-		`POST /api/v1/portgroups {"name":"dmz","vlan":100,"host_address":"10.0.100.1/24"}`,
-		"DELETE /api/v1/portgroups/VM%20Network",
 	}
 	if diff := cmp.Diff(want, rec.requests()); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
@@ -111,12 +100,10 @@ func TestVMCalls(t *testing.T) {
 	c.VM(ctx, "a/b")
 	c.PowerVM(ctx, "web01", "on/../../x", "1h?x=y")
 	c.RevertSnapshot(ctx, "web01", "../s")
-	c.RemovePortGroup(ctx, "a/b")
 	if diff := cmp.Diff([]string{
 		"GET /api/v1/vms/a%2Fb",
 		"POST /api/v1/vms/web01/power/on%2F..%2F..%2Fx?timeout=1h%3Fx%3Dy",
 		"POST /api/v1/vms/web01/snapshots/..%2Fs/revert",
-		"DELETE /api/v1/portgroups/a%2Fb",
 	}, rec.requests()[n:]); diff != "" {
 		t.Errorf("escaped requests (-want +got):\n%s", diff)
 	}
@@ -131,7 +118,6 @@ func TestVMErrors(t *testing.T) {
 	c, _ := newRecorder(t, map[string]func(*http.Request) (int, any){
 		"POST /api/v1/vms/web01/power/on":  fixed(409, api.Error{Code: api.ErrAdmission, Message: "power on web01: 4096 MiB over the limit"}),
 		"GET /api/v1/vms/web01/screenshot": fixed(409, api.Error{Code: api.ErrState, Message: "web01 is poweredOff"}),
-		"POST /api/v1/portgroups":          fixed(409, api.Error{Code: api.ErrExists, Message: `port group "dmz" already exists`}),
 	})
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -141,7 +127,6 @@ func TestVMErrors(t *testing.T) {
 	}{
 		{"PowerVM", func() error { _, err := c.PowerVM(ctx, "web01", "on", ""); return err }(), api.ErrAdmission},
 		{"Screenshot", func() error { _, err := c.Screenshot(ctx, "web01"); return err }(), api.ErrState},
-		{"AddPortGroup", c.AddPortGroup(ctx, api.PortGroup{Name: "dmz"}), api.ErrExists},
 	} {
 		var ae *APIError
 		if !errors.As(tc.err, &ae) || ae.Status != 409 || ae.Code != tc.code {

@@ -49,6 +49,8 @@ Commands:
             [--serial=false] [--vnc] [--autostart ORDER] [--spec FILE.json]
             [--no-wait] [--json]
                                      create a VM (files as "[datastore] path")
+  vm reconfigure NAME --memory MIB   change a VM's memory; a running VM with memory
+                                     hot-add grows by a hot-add
   vm register DS PATH                add an existing VM (its .fvx file) to the inventory
   vm unregister NAME                 remove a VM from the inventory, keeping its files
   vm destroy NAME [--no-wait] [--json]
@@ -73,10 +75,39 @@ Commands:
                                      512M, 2T) or by +SIZE; disks never shrink
   disk info DISK [--json]            format, size, space used, backing file, snapshots
                                      (disks as one argument: "[datastore] path")
-  network portgroup list [--json]    port groups: name, VLAN, host address
-  network portgroup add NAME [--vlan N] [--host-address CIDR]
-                                     add a port group (VLAN 0 = untagged)
+  network show [--json]              the host's switch: uplinks, port-channels, port
+                                     groups, vEths (VM and NIC) and port states
+  network portgroup list [--json]    port groups: VLAN, port security, rate limits, flags
+  network portgroup add NAME [--vlan N | --trunk [--allowed-vlans 10-20,30] [--native-vlan N]]
+            [--max-macs N [--violation shutdown|protect]] [--ingress-rate RATE]
+            [--egress-rate RATE] [--shutdown] [--system]
+                                     add a port group (VLAN 0 = untagged); RATE in bit/s:
+                                     500k, 100M, 1G (none = no limit)
+  network portgroup set NAME [the flags of add]
+                                     change the settings given, keep the others
+                                     (--trunk=false, --shutdown=false, --max-macs 0)
   network portgroup remove NAME      remove an unused port group
+  network uplink add|remove NIC      put a physical NIC on the switch (as Eth3/N) or take it off
+  network portchannel add PoN [--mode lacp|active-backup|mac-pinning] NIC...
+                                     bundle NICs into a port-channel (default active-backup)
+  network portchannel remove PoN     dissolve a port-channel; its NICs stay uplinks
+  network vmknic list [--json]       vmknics: port group, IP address, netmask, MAC, MTU,
+                                     enabled, type, services
+  network vmknic add NAME --portgroup PG (--dhcp | --ip CIDR [--gateway GW] | --ip none)
+            [--mtu N] [--mac MAC] [--services management,nfs,iscsi,migration,vsm-control]
+                                     add a vmknic (vswif0, vmk1-vmk255)
+  network vmknic set NAME [the flags of add]
+                                     change the settings given, keep the others
+  network vmknic remove NAME         remove a vmknic
+            vmknic add|set|remove, portgroup set, uplink remove and portchannel add|remove
+            also take [--new-server HOST[:PORT]] [--no-confirm]: the host rolls back a
+            change that touches the management network unless it is confirmed within
+            60 s; fvctl confirms it through --new-server (the new management address)
+            or else --host, unless --no-confirm
+  network confirm ID                 keep a management change made with --no-confirm
+  vem show card|ports|mac|counters [--json]
+                                     the VEM agent's view: its card, ports and states, MAC
+                                     table, per-port counters (vemcmd show ...)
   task list [--json]                 recent and running tasks
   task show ID [--json]              one task
   task wait ID [--json]              wait for a task to end; exit 1 if it failed
@@ -230,6 +261,8 @@ func (a *app) run(ctx context.Context, args []string) error {
 		return a.vmCommand(ctx, rest)
 	case "network", "net":
 		return a.networkCommand(ctx, rest)
+	case "vem":
+		return a.vemCommand(ctx, rest)
 	case "disk", "disks":
 		return a.diskCommand(ctx, rest)
 	}

@@ -28,6 +28,8 @@ func (a *app) vmCommand(ctx context.Context, rest []string) error {
 		return a.vmShow(ctx, rest)
 	case "create":
 		return a.vmCreate(ctx, rest)
+	case "reconfigure":
+		return a.vmReconfigure(ctx, rest)
 	case "register":
 		return a.vmRegister(ctx, rest)
 	case "unregister":
@@ -225,6 +227,39 @@ func (a *app) finish(ctx context.Context, c *client.Client, t api.Task, noWait, 
 		return writeJSON(a.stdout, done)
 	}
 	fmt.Fprintf(a.stdout, "%s %s: %s\n", done.Kind, done.Target, done.State)
+	return nil
+}
+
+// vmReconfigure changes a VM's memory: powered off, to any size; running,
+// it grows by a memory hot-add (the VM needs memory_hot_add).
+func (a *app) vmReconfigure(ctx context.Context, args []string) error {
+	var mem int
+	pos, err := a.subArgs("vm reconfigure", args, 1, func(fs *flag.FlagSet) {
+		fs.IntVar(&mem, "memory", 0, "memory in MiB (a running VM with memory hot-add grows to it)")
+	})
+	if err != nil {
+		return err
+	}
+	if mem <= 0 {
+		return usagef("vm reconfigure: --memory MIB is required")
+	}
+	c, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := c.VM(ctx, pos[0])
+	if err != nil {
+		return a.explainDS(err)
+	}
+	v.Spec.MemoryMiB = mem
+	if v, err = c.ReconfigureVM(ctx, pos[0], v.Spec); err != nil {
+		return a.explainDS(err)
+	}
+	fmt.Fprintf(a.stdout, "%s reconfigured: %d MiB of memory", v.Spec.Name, v.Spec.MemoryMiB)
+	if v.Status.HotAddedMemoryMiB > 0 {
+		fmt.Fprintf(a.stdout, " (%d MiB hot-added since power-on)", v.Status.HotAddedMemoryMiB)
+	}
+	fmt.Fprintln(a.stdout)
 	return nil
 }
 

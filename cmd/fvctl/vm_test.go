@@ -85,6 +85,15 @@ func newVMHost(t *testing.T) (base []string, requests func() []string) {
 		}
 		start(w, "vm.create", req.Spec.Name, api.VM{Spec: req.Spec, Datastore: req.Datastore, Path: req.Spec.Name + "/" + req.Spec.Name + ".fvx", Status: api.VMStatus{State: api.VMPoweredOff}}, nil)
 	})
+	mux.HandleFunc("PUT /api/v1/vms/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var spec api.VMSpec
+		json.NewDecoder(r.Body).Decode(&spec)
+		if spec.Name != "web01" {
+			reply(w, 409, api.Error{Code: api.ErrState, Message: "reconfigure " + spec.Name + ": memory hot-add is off"})
+			return
+		}
+		reply(w, 200, api.VM{Spec: spec, Status: api.VMStatus{State: api.VMPoweredOn, HotAddedMemoryMiB: spec.MemoryMiB - 2048}})
+	})
 	mux.HandleFunc("POST /api/v1/vms/register", func(w http.ResponseWriter, r *http.Request) {
 		var req api.VMRegisterRequest
 		json.NewDecoder(r.Body).Decode(&req)
@@ -155,7 +164,7 @@ func newVMHost(t *testing.T) (base []string, requests func() []string) {
 		reply(w, 200, tk)
 	})
 	mux.HandleFunc("GET /api/v1/portgroups", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, []api.PortGroup{{Name: "VM Network"}, {Name: "dmz", VLAN: 100, HostAddress: "10.0.100.1/24"}})
+		reply(w, 200, []api.PortGroup{{Name: "VM Network"}, {Name: "dmz", VLAN: 100, MaxMACs: 1}})
 	})
 	mux.HandleFunc("POST /api/v1/portgroups", func(w http.ResponseWriter, r *http.Request) {
 		var pg api.PortGroup
@@ -250,6 +259,8 @@ web01  poweredOn  2     2048 MiB   [ds1] web01/web01.fvx
 			"Task task-2 started (vm.create app01). Follow it with: fvctl task wait task-2\n",
 			[]string{createSpec(`"kernel_boot":{"kernel":"[iso] vmlinuz","initrd":"[iso] initrd","cmdline":"console=ttyS0"},` +
 				`"scsi_controllers":[{"model":"virtio-scsi"}],"disks":[{"bus":"scsi","controller":0,"unit":0,"file":"app01.img","provisioning":"thick","size_mib":512}],`)}},
+		{"vm reconfigure memory", []string{"vm", "reconfigure", "web01", "--memory", "3072"}, "web01 reconfigured: 3072 MiB of memory (1024 MiB hot-added since power-on)\n",
+			[]string{"GET /api/v1/vms/web01", `PUT /api/v1/vms/web01 {"name":"web01","vcpus":2,"memory_mib":3072,"firmware":"bios","serial_console":true,"vnc_console":false,"autostart":{"enabled":false}}`}},
 		{"vm register", []string{"vm", "register", "ds2", "old/old.fvx"}, "registered old from [ds2] old/old.fvx\n",
 			[]string{`POST /api/v1/vms/register {"datastore":"ds2","path":"old/old.fvx"}`}},
 		{"vm unregister", []string{"vm", "unregister", "db01"}, "vm unregister db01: done\n", []string{"POST /api/v1/vms/db01/unregister"}},
@@ -275,16 +286,16 @@ pre-upgrade  2025-03-04 05:06:08  yes     base    before the 12.4 upgrade
 			[]string{"DELETE /api/v1/vms/web01/snapshots/base", "GET /api/v1/tasks/task-9/wait?timeout=30s"}},
 		{"vm screenshot", []string{"vm", "screenshot", "web01", shot}, fmt.Sprintf("wrote %s (%d bytes)\n", shot, len(pngBytes)),
 			[]string{"GET /api/v1/vms/web01/screenshot"}},
-		{"network portgroup list", []string{"network", "portgroup", "list"}, `NAME        VLAN  HOST ADDRESS
-VM Network  none  -
-dmz         100   10.0.100.1/24
+		{"network portgroup list", []string{"network", "portgroup", "list"}, `NAME        VLAN  PORT SECURITY    INGRESS  EGRESS  FLAGS
+VM Network  none  -                -        -       -
+dmz         100   1 MAC, shutdown  -        -       -
 `, []string{"GET /api/v1/portgroups"}},
 		{"network portgroups alone lists", []string{"net", "portgroups"}, "", []string{"GET /api/v1/portgroups"}},
-		{"network portgroup add", []string{"network", "portgroup", "add", "lab", "--vlan", "7", "--host-address", "10.7.0.1/24"}, "port group lab added\n",
-			[]string{`POST /api/v1/portgroups {"name":"lab","vlan":7,"host_address":"10.7.0.1/24"}`}},
-		{"network portgroup add untagged", []string{"network", "portgroup", "add", "VM Network 2"}, "port group VM Network 2 added\n",
+		{"network portgroup add", []string{"network", "portgroup", "add", "lab", "--vlan", "7", "--ingress-rate", "100M"}, "Port group lab added (VLAN 7).\n",
+			[]string{`POST /api/v1/portgroups {"name":"lab","vlan":7,"ingress":{"bits_per_second":100000000}}`}},
+		{"network portgroup add untagged", []string{"network", "portgroup", "add", "VM Network 2"}, "Port group VM Network 2 added (untagged).\n",
 			[]string{`POST /api/v1/portgroups {"name":"VM Network 2","vlan":0}`}},
-		{"network portgroup remove", []string{"network", "portgroup", "rm", "VM Network 2"}, "port group VM Network 2 removed\n",
+		{"network portgroup remove", []string{"network", "portgroup", "rm", "VM Network 2"}, "Port group VM Network 2 removed.\n",
 			[]string{"DELETE /api/v1/portgroups/VM%20Network%202"}},
 		{"datastore upload", []string{"datastore", "upload", "ds1", iso, "iso/debian 12.iso"}, fmt.Sprintf("uploaded %s to [ds1] iso/debian 12.iso (7 bytes)\n", iso),
 			[]string{"PUT /api/v1/datastores/ds1/files/iso/debian%2012.iso ISO9660"}},
@@ -386,6 +397,7 @@ func TestVMFailures(t *testing.T) {
 		{"power on refused in the task", []string{"vm", "power", "on", "db01"}, []string{errTaskFailed.Error(), "vm.power_on db01", api.ErrAdmission, "memory admission"}},
 		{"power unknown VM", []string{"vm", "power", "off", "nope"}, []string{"not found", "nope"}},
 		{"show unknown VM", []string{"vm", "show", "nope"}, []string{"not found", "nope"}},
+		{"grow memory without hot-add", []string{"vm", "reconfigure", "db01", "--memory", "32768"}, []string{"409", api.ErrState, "hot-add is off"}},
 		{"invalid spec", []string{"vm", "create", "big", "--datastore", "ds1", "--cpus", "65"}, []string{"400", "numvcpus"}},
 		{"unregister running", []string{"vm", "unregister", "web01"}, []string{"409", api.ErrState, "poweredOn"}},
 		{"delete unknown snapshot", []string{"vm", "snapshot", "delete", "web01", "nope"}, []string{errTaskFailed.Error(), "no such snapshot"}},
@@ -421,6 +433,8 @@ func TestVMUsageErrors(t *testing.T) {
 		{"vm", "create", "app01", "--datastore", "ds1", "--disk", "10G,sparse"},
 		{"vm", "create", "app01", "--datastore", "ds1", "--cpus", "many"},
 		{"vm", "register", "ds1"},
+		{"vm", "reconfigure", "web01"}, // no --memory
+		{"vm", "reconfigure", "--memory", "512"},
 		{"vm", "unregister"},
 		{"vm", "destroy", "a", "b"},
 		{"vm", "power"},
@@ -432,7 +446,6 @@ func TestVMUsageErrors(t *testing.T) {
 		{"vm", "snapshot", "create", "web01"},
 		{"vm", "snapshot", "list"},
 		{"vm", "screenshot", "web01"},
-		{"network"},
 		{"network", "vswitch", "list"},
 		{"network", "portgroup", "frob"},
 		{"network", "portgroup", "add"},
@@ -454,7 +467,7 @@ func TestVMUsageErrors(t *testing.T) {
 // command switch.
 func TestUsageNamesEveryCommand(t *testing.T) {
 	for _, cmd := range []string{
-		"vm list", "vm show", "vm create", "vm register", "vm unregister", "vm destroy", "vm power",
+		"vm list", "vm show", "vm create", "vm reconfigure", "vm register", "vm unregister", "vm destroy", "vm power",
 		"vm snapshot list", "vm snapshot create", "vm snapshot revert|delete", "vm screenshot", "vm console", "vm vnc",
 		"network portgroup list", "network portgroup add", "network portgroup remove",
 		"datastore upload", "datastore browse",
