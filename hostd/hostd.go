@@ -124,7 +124,7 @@ type Server struct {
 	vem      VEM
 	// mgmtAddrs filters the wildcard listener (nil: bound to one address).
 	mgmtAddrs func() []netip.Addr
-	disks    Disks
+	disks     Disks
 }
 
 // New reads boot.json, the manifest and the kernel command line, loads or

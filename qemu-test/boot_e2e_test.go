@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +210,74 @@ func TestHostLifecycle(t *testing.T) {
 		m, err := c.Metrics(ctx(t))
 		if err != nil || !strings.Contains(m, "hostd") {
 			t.Errorf("metrics = %v; want series naming hostd", err)
+		}
+	})
+
+	// The management address moved from eth0 (init, at boot) to vswif0 on
+	// the switch, by DHCP from the test network's server (QEMU's); a
+	// change that cuts the API off comes back by itself (VMK-3).
+	t.Run("management-network", func(t *testing.T) {
+		nics, err := c.VMKNICs(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vswif api.VMKNICStatus
+		for _, n := range nics {
+			if n.Name == "vswif0" {
+				vswif = n
+			}
+		}
+		if vswif.Mode != api.VMKIPv4DHCP || vswif.Address != "10.0.2.15/24" || !vswif.Up || vswif.LeaseExpires.IsZero() ||
+			!slices.Contains(vswif.Services, api.VMKServiceManagement) || vswif.PortGroup != "Management Network" {
+			t.Errorf("vswif0 = %+v; want up on Management Network, DHCP lease 10.0.2.15/24, tagged management", vswif)
+		}
+		card, err := c.VEMCard(ctx(t))
+		if err != nil || !card.Programmed || card.Ports[api.PortEth] != 1 || card.Mode != api.SwitchStandalone {
+			t.Errorf("vem card = %+v, %v; want programmed standalone with one uplink", card, err)
+		}
+		ports, err := c.VEMPorts(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ports {
+			if p.State != api.PortUp {
+				t.Errorf("port %s (%s) is %s (%s), want up", p.Name, p.Owner, p.State, p.Reason)
+			}
+		}
+		evs, err := c.Events(ctx(t), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		since := uint64(0)
+		for _, e := range evs {
+			since = max(since, e.Seq)
+		}
+		// A static address off the forwarded one: the API is cut off.
+		ch, err := c.UpdateVMKNIC(ctx(t), api.VMKNIC{Name: "vswif0", PortGroup: "Management Network",
+			IPv4: api.VMKIPv4{Mode: api.VMKIPv4Static, Address: "10.0.2.99/24", Gateway: "10.0.2.2"}, Services: []string{api.VMKServiceManagement}})
+		if err != nil || ch == nil {
+			t.Fatalf("change vswif0 = %+v, %v; want a guarded change", ch, err)
+		}
+		t.Logf("guarded change %s, rollback at %s", ch.ID, ch.RollbackAt)
+		waitFor(t, "API cut off", time.Minute, func() error {
+			if _, err := c.Host(ctx(t)); err == nil {
+				return errors.New("still answering")
+			}
+			return nil
+		})
+		waitFor(t, "API back after the rollback", 3*time.Minute, func() error {
+			_, err := c.Host(ctx(t))
+			return err
+		})
+		evs, err = c.Events(ctx(t), since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(evs, func(e api.Event) bool { return e.Kind == "network.rollback" && strings.Contains(e.Message, ch.ID) }) {
+			t.Errorf("events after the rollback = %+v; want network.rollback for %s", evs, ch.ID)
+		}
+		if err := c.ConfirmNetworkChange(ctx(t), ch.ID); err == nil {
+			t.Errorf("confirming a rolled-back change succeeded")
 		}
 	})
 

@@ -379,6 +379,21 @@ func (k *NetlinkKernel) fdb(c Change) error {
 	return err
 }
 
+// psTickNS is the kernel's packet-scheduler tick (PSCHED_TICKS2NS(1), the
+// second field of /proc/net/psched): tbf takes its bucket as time in ticks.
+const psTickNS = 64
+
+// tbfBuffer is tbf's bucket ("buffer") for burst bytes at rate bytes/s: the
+// time to send them, in scheduler ticks (what tc computes from "burst").
+// The kernel caps the time at 2^32 ns; so does this.
+func tbfBuffer(rate, burst uint64) uint32 {
+	if rate == 0 {
+		return 0
+	}
+	ns := float64(burst) * 1e9 / float64(rate)
+	return uint32(min(ns, 1<<32-1) / psTickNS)
+}
+
 // setTC replaces the link's ingress qdisc (with its filters) and root tbf.
 func (k *NetlinkKernel) setTC(link netlink.Link, t TC) error {
 	idx := link.Attrs().Index
@@ -398,7 +413,7 @@ func (k *NetlinkKernel) setTC(link netlink.Link, t TC) error {
 		rate := t.EgressRate / 8
 		tbf := &netlink.Tbf{
 			QdiscAttrs: netlink.QdiscAttrs{LinkIndex: idx, Handle: netlink.MakeHandle(0xfe, 0), Parent: netlink.HANDLE_ROOT},
-			Rate:       rate, Buffer: uint32(t.EgressBurst), Limit: uint32(min(t.EgressBurst+rate/20, 1<<31)), // ~50 ms queue
+			Rate:       rate, Buffer: tbfBuffer(rate, t.EgressBurst), Limit: uint32(min(t.EgressBurst+rate/20, 1<<31)), // ~50 ms queue
 		}
 		if err := k.h.QdiscAdd(tbf); err != nil {
 			return fmt.Errorf("egress shaper: %w", err)

@@ -130,8 +130,15 @@ func (t TC) Key() string {
 	if t.IsZero() {
 		return ""
 	}
-	sum := sha256.Sum256(fmt.Appendf(nil, "%t %t %q %d %d %d %d", t.DropBPDU, t.DropGroup, t.AllowSrc,
-		t.IngressRate, t.IngressBurst, t.EgressRate, t.EgressBurst))
+	b := fmt.Appendf(nil, "%t %t %q %d %d %d %d", t.DropBPDU, t.DropGroup, t.AllowSrc,
+		t.IngressRate, t.IngressBurst, t.EgressRate, t.EgressBurst)
+	if t.EgressRate != 0 {
+		// Shapers programmed before the bucket was converted to scheduler
+		// ticks were a few milliseconds deep, not EgressBurst bytes: a
+		// new key makes Plan replace them.
+		b = append(b, " shaper-v2"...)
+	}
+	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:6])
 }
 
