@@ -81,7 +81,10 @@ type PortProfile struct {
 // RateLimit is a token bucket.
 type RateLimit struct {
 	BitsPerSecond uint64 `json:"bits_per_second"`
-	// BurstBytes is the bucket size (0: a default from the rate).
+	// BurstBytes is the bucket size (0: a default from the rate: 10 ms
+	// of traffic and at least 64 KiB for the egress shaper, 50 ms and at
+	// least 256 KiB for the ingress policer, which drops instead of
+	// queueing).
 	BurstBytes uint32 `json:"burst_bytes,omitempty"`
 }
 
