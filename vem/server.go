@@ -23,6 +23,7 @@ const maxConfigBody = 4 << 20
 //	GET /v1/card     api.VEMCard
 //	GET /v1/config   api.SwitchConfig (404 before the first one)
 //	PUT /v1/config   api.SwitchConfig -> []api.PortStatus once applied
+//	                 (?dry_run=1: validated only, 204)
 //	GET /v1/ports    []api.PortStatus
 //	GET /v1/macs     []api.MACEntry
 type Server struct {
@@ -80,6 +81,15 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	if dec.More() {
 		replyErr(w, http.StatusBadRequest, api.ErrBadRequest, "decode switch config: trailing data")
+		return
+	}
+	if r.URL.Query().Get("dry_run") == "1" {
+		// Validation only: whether the agent would take it.
+		if _, err := Validate(sc); err != nil {
+			replyErr(w, http.StatusBadRequest, api.ErrBadRequest, err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	if err := s.Agent.SetConfig(r.Context(), sc); err != nil {

@@ -89,6 +89,17 @@ func TestServerThroughClient(t *testing.T) {
 	bad := testConfig()
 	bad.Ports[0].Profile = "nope"
 	applied := len(k.Applied)
+	if err := c.CheckConfig(ctx, bad); !vemclient.IsInvalid(err) {
+		t.Errorf("dry run of an invalid config: %v", err)
+	}
+	other := testConfig()
+	other.Ports = other.Ports[:1]
+	if err := c.CheckConfig(ctx, other); err != nil {
+		t.Errorf("dry run of a valid config: %v", err)
+	}
+	if len(k.Applied) != applied {
+		t.Errorf("a dry run changed the kernel")
+	}
 	if _, err := c.SetConfig(ctx, bad); !vemclient.IsInvalid(err) || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("invalid config: %v", err)
 	}

@@ -61,6 +61,11 @@ type Options struct {
 	// ConfirmWithin is how long a guarded management change waits for
 	// Confirm before it is rolled back (VMK-3); 0: 60 s.
 	ConfirmWithin time.Duration
+	// ApplyDelay defers a guarded change so that the answer to the
+	// request that made it still leaves by the management network as it
+	// was (a new management address would strand it). 0: applied before
+	// the call returns.
+	ApplyDelay time.Duration
 	// BeforeFirstSync runs before the configuration c first reaches the
 	// kernel (the management handoff from init; again if the sync failed),
 	// AfterFirstSync once after it did. nil: nothing. They must not call
@@ -101,6 +106,14 @@ type pending struct {
 	change api.NetworkChange
 	prev   Config
 	stop   func() bool
+	// applied is closed once the change was applied (or failed to be).
+	applied chan struct{}
+}
+
+// checker is implemented by agents that can validate a configuration
+// without applying it (vemclient.Client).
+type checker interface {
+	CheckConfig(ctx context.Context, sc api.SwitchConfig) error
 }
 
 var _ netseam.Ports = (*Switch)(nil)
@@ -299,21 +312,87 @@ func (s *Switch) changeGuarded(ctx context.Context, what string, f func(c *Confi
 	if s.pending != nil {
 		return nil, fmt.Errorf("%w: %s (%s), until %s", ErrChangePending, s.pending.change.ID, s.pending.change.What, s.pending.change.RollbackAt.Format(time.RFC3339))
 	}
-	if _, err := s.commit(ctx, c); err != nil {
-		return nil, err
+	p := &pending{prev: s.cfg, applied: make(chan struct{}), stop: func() bool { return false },
+		change: api.NetworkChange{ID: newChangeID(), What: what, RollbackAt: time.Now().Add(s.o.ApplyDelay + s.o.ConfirmWithin).UTC()}}
+	if s.o.ApplyDelay == 0 {
+		if _, err := s.commit(ctx, c); err != nil {
+			return nil, err
+		}
+		s.guard(p, c)
+		return &p.change, nil
 	}
-	p := &pending{prev: s.cfg, change: api.NetworkChange{ID: newChangeID(), What: what, RollbackAt: time.Now().Add(s.o.ConfirmWithin).UTC()}}
+	// Deferred: refuse now what the agent would refuse then.
+	if ch, ok := s.o.Agent.(checker); ok {
+		if err := ch.CheckConfig(ctx, Build(c)); err != nil {
+			if s.o.IsInvalid(err) {
+				return nil, fmt.Errorf("%w: %w: %w", netseam.ErrInvalid, ErrRefused, err)
+			}
+			return nil, fmt.Errorf("check switch configuration: %w", err)
+		}
+	}
+	s.pending = p
+	s.log.Warn("management network change accepted: applying it shortly", "change", p.change.ID, "what", what, "in", s.o.ApplyDelay)
+	time.AfterFunc(s.o.ApplyDelay, func() { s.applyDeferred(p, f) })
+	return &p.change, nil
+}
+
+// guard records p, whose configuration c is applied, as pending, with its
+// rollback timer. Called with s.mu held.
+func (s *Switch) guard(p *pending, c Config) {
 	id := p.change.ID
-	t := time.AfterFunc(s.o.ConfirmWithin, func() { s.rollback(id, "not confirmed in time") })
+	t := time.AfterFunc(time.Until(p.change.RollbackAt), func() { s.rollback(id, "not confirmed in time") })
 	p.stop = t.Stop
 	s.pending, s.cfg, s.applied = p, c, true
-	s.log.Warn("management network changed: waiting for confirmation", "change", id, "what", what, "rollback_at", p.change.RollbackAt)
-	return &p.change, nil
+	select {
+	case <-p.applied:
+	default:
+		close(p.applied)
+	}
+	s.log.Warn("management network changed: waiting for confirmation", "change", id, "what", p.change.What, "rollback_at", p.change.RollbackAt)
+}
+
+// applyDeferred applies a deferred guarded change to the configuration as
+// it is by then (vNICs may have come and gone meanwhile); if that fails the
+// previous configuration stays.
+func (s *Switch) applyDeferred(p *pending, f func(c *Config) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s.mu.Lock()
+	if s.pending != p {
+		s.mu.Unlock()
+		return
+	}
+	p.prev = s.cfg
+	c, err := s.prepare(f, s.cfg)
+	if err == nil {
+		_, err = s.commit(ctx, c)
+	}
+	if err != nil {
+		s.pending = nil
+		close(p.applied)
+		s.mu.Unlock()
+		s.log.Error("management network change failed: previous configuration kept", "change", p.change.ID, "err", err)
+		if s.o.OnRollback != nil {
+			s.o.OnRollback(p.change, "applying it failed: "+err.Error())
+		}
+		return
+	}
+	s.guard(p, c)
+	s.mu.Unlock()
 }
 
 // Confirm keeps a guarded change: it is saved and no longer rolled back.
 func (s *Switch) Confirm(id string) error {
 	s.mu.Lock()
+	if p := s.pending; p != nil && p.change.ID == id {
+		// A deferred change not applied yet: wait for it.
+		s.mu.Unlock()
+		select {
+		case <-p.applied:
+		case <-time.After(time.Minute):
+		}
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	if s.pending == nil || s.pending.change.ID != id {
 		return fmt.Errorf("change %q: %w (no such change waits for confirmation: it may have been rolled back)", id, netseam.ErrNotFound)

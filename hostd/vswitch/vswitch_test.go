@@ -45,6 +45,13 @@ func (a *agent) SetConfig(ctx context.Context, sc api.SwitchConfig) ([]api.PortS
 
 func (a *agent) Ports(ctx context.Context) ([]api.PortStatus, error) { return nil, nil }
 
+func (a *agent) CheckConfig(ctx context.Context, sc api.SwitchConfig) error {
+	if _, err := vem.Validate(sc); err != nil {
+		return errors.Join(errInvalid, err)
+	}
+	return nil
+}
+
 func (a *agent) last() api.SwitchConfig { return a.configs[len(a.configs)-1] }
 
 func open(t *testing.T, a *agent, file string) *vswitch.Switch {
@@ -388,5 +395,62 @@ func TestVMKNICsAndManagementGuard(t *testing.T) {
 	// A VM port group change is not guarded.
 	if ch, err := s2.UpdatePortGroup(ctx, api.PortGroup{Name: "VM Network", VLAN: 20}); err != nil || ch != nil {
 		t.Errorf("VM port group change = %+v, %v", ch, err)
+	}
+}
+
+func TestDeferredGuardedChange(t *testing.T) {
+	a, k := &agent{}, &vmknics{}
+	rolled := make(chan string, 4)
+	s, err := vswitch.Open(vswitch.Options{
+		File: filepath.Join(t.TempDir(), "switch.json"), Agent: a, VMKNICs: k,
+		IsInvalid: func(err error) bool { return errors.Is(err, errInvalid) },
+		Host:      vmknic.Host{UUID: "4c4c4544-0000-1000-8000-000000000001"}, ConfirmWithin: time.Minute, ApplyDelay: 100 * time.Millisecond,
+		Default: func() vswitch.Config {
+			return vswitch.Config{
+				Uplinks:    []api.Uplink{{NIC: "eth0", Port: "Eth3/1"}},
+				PortGroups: []api.PortGroup{{Name: "Management Network"}, {Name: "VM Network"}},
+				VMKNICs: []api.VMKNIC{{Name: "vswif0", PortGroup: "Management Network", MAC: "52:54:00:12:34:56",
+					IPv4: api.VMKIPv4{Mode: api.VMKIPv4DHCP}, Services: []string{api.VMKServiceManagement}}},
+			}
+		},
+		OnRollback: func(ch api.NetworkChange, reason string) { rolled <- reason },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := len(k.applied)
+	ch, err := s.SetVMKNIC(ctx, api.VMKNIC{Name: "vswif0", PortGroup: "Management Network", IPv4: api.VMKIPv4{Mode: api.VMKIPv4Static, Address: "10.9.9.9/24"}, Services: []string{api.VMKServiceManagement}}, false)
+	if err != nil || ch == nil {
+		t.Fatalf("guarded change = %+v, %v", ch, err)
+	}
+	if len(k.applied) != n {
+		t.Errorf("the change was applied before the call returned")
+	}
+	// A vNIC attached before the change is applied is kept by it.
+	if _, err := s.Attach(ctx, "web01", 0, "VM Network", "00:50:56:00:00:01"); err != nil {
+		t.Fatal(err)
+	}
+	// Confirm waits for the change to be applied.
+	if err := s.Confirm(ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.last()[0]; got.IPv4.Address != "10.9.9.9/24" {
+		t.Errorf("vswif0 after the deferred change = %+v", got)
+	}
+	if !slices.ContainsFunc(s.Config().Veths, func(v api.VethAssignment) bool { return v.VM == "web01" }) {
+		t.Errorf("the deferred change lost the vNIC attached meanwhile")
+	}
+	// One the VEM would refuse is refused at once.
+	if _, err := s.UpdatePortGroup(ctx, api.PortGroup{Name: "Management Network", Trunk: true, AllowedVLANs: "5000"}); err == nil {
+		t.Errorf("an invalid guarded change was accepted")
+	}
+	select {
+	case r := <-rolled:
+		t.Errorf("unexpected rollback: %s", r)
+	default:
 	}
 }

@@ -106,6 +106,11 @@ func (c *Client) SetConfig(ctx context.Context, sc api.SwitchConfig) ([]api.Port
 	return v, c.do(ctx, "PUT", "/v1/config", sc, &v)
 }
 
+// CheckConfig asks whether the agent would take sc, changing nothing.
+func (c *Client) CheckConfig(ctx context.Context, sc api.SwitchConfig) error {
+	return c.do(ctx, "PUT", "/v1/config?dry_run=1", sc, nil)
+}
+
 // Ports is "show ports".
 func (c *Client) Ports(ctx context.Context) ([]api.PortStatus, error) {
 	var v []api.PortStatus

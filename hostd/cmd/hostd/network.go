@@ -58,8 +58,10 @@ func openNetwork(ctx context.Context, stateDir string, boot api.BootInfo, ic *in
 		Agent:     vc,
 		IsInvalid: vemclient.IsInvalid,
 		VMKNICs:   n.vmk,
-		Host:      host,
-		Default:   func() vswitch.Config { return defaultSwitch(boot.Management) },
+		// The answer to a guarded change must leave before the change.
+		ApplyDelay: time.Second,
+		Host:       host,
+		Default:    func() vswitch.Config { return defaultSwitch(boot.Management) },
 		OnRollback: func(ch api.NetworkChange, reason string) {
 			bus.Publish(hostd.EventNetworkRollback, "network", fmt.Sprintf("management network change %s (%s) rolled back: %s", ch.ID, ch.What, reason))
 		},
