@@ -68,11 +68,11 @@ func kvmUsable(device string) bool {
 }
 
 // netdev is a NIC backend: a QEMU -netdev type and its options without id.
-// User-mode networking today; socket/stream backends for a shared L2
-// network between hosts fit the same shape.
+// User-mode networking for the management NIC, "socket" (connect= a Hub)
+// for NICs on a segment shared between hosts.
 type netdev struct {
-	Type string   // "user", later "stream", "dgram", "socket"
-	Opts []string // e.g. "hostfwd=tcp:127.0.0.1:40000-:443"
+	Type string   // "user" or "socket"
+	Opts []string // e.g. "hostfwd=tcp:127.0.0.1:40000-:443", "connect=127.0.0.1:40001"
 }
 
 // nic is one guest NIC and its backend.

@@ -46,6 +46,7 @@ type config struct {
 	disks     []disk
 	forwards  []forward
 	nicModel  string
+	hubAddrs  []string // one more NIC per address, on a Hub
 	timeout   time.Duration
 	extraArgs []string
 	stateDir  string
@@ -120,6 +121,17 @@ func WithForwardPort(hostPort, guestPort int) Option {
 
 // WithNICModel sets the QEMU device model of the NIC (default virtio-net-pci).
 func WithNICModel(model string) Option { return func(c *config) { c.nicModel = model } }
+
+// WithHubNIC gives the VM one more NIC (after the user-mode one, so the
+// first is eth0 in a Linux guest and this one eth1, the next eth2...) on
+// the virtual Ethernet segment of h, shared with every other VM that
+// joined it: a virtio-net NIC whose QEMU backend connects to the hub
+// ("-netdev socket,connect="). Its MAC is derived from the VM's name and
+// the NIC's index, so hosts on one segment never collide; vm.MAC(i)
+// tells it.
+func WithHubNIC(h *Hub) Option {
+	return func(c *config) { c.hubAddrs = append(c.hubAddrs, h.Addr()) }
+}
 
 // WithTimeout sets the whole-VM deadline: when it passes, QEMU is killed and
 // the test fails with the last console lines. Zero means no deadline other

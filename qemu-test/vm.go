@@ -43,6 +43,7 @@ type VM struct {
 	logf     func(format string, args ...any)
 	report   func(format string, args ...any) // failure reporting (t.Errorf)
 	hostFwd  map[int]string                   // guest port -> 127.0.0.1:port
+	macs     []string                         // by NIC index
 	disks    map[string]string                // blank disk name -> path
 	qmpPath  string
 	qmpTmp   string // short temporary folder for the QMP socket, removed at Close
@@ -230,6 +231,15 @@ func boot(name string, c config, report func(string, ...any)) (*VM, error) {
 		fwd = append(fwd, fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:%d", hp, f.guestPort))
 	}
 	m.NICs = []nic{{ID: "net0", Model: c.nicModel, MAC: macFor(name, 0), Backend: netdev{Type: "user", Opts: fwd}}}
+	for i, addr := range c.hubAddrs {
+		// virtio-net whatever WithNICModel says: that option is about the
+		// management NIC, and virtio is what every guest kernel drives.
+		m.NICs = append(m.NICs, nic{ID: fmt.Sprintf("net%d", i+1), Model: DefaultNICModel, MAC: macFor(name, i+1),
+			Backend: netdev{Type: "socket", Opts: []string{"connect=" + addr}}})
+	}
+	for _, n := range m.NICs {
+		vm.macs = append(vm.macs, n.MAC)
+	}
 
 	// A unix socket path is limited to 107 bytes; deep test names overflow
 	// it, so such sockets live in a short temporary folder instead.
@@ -465,6 +475,15 @@ func (vm *VM) Accel() string { return vm.accel }
 // HostAddr is the 127.0.0.1:PORT forwarded to guestPort, or "" when the port
 // was not forwarded (WithForward).
 func (vm *VM) HostAddr(guestPort int) string { return vm.hostFwd[guestPort] }
+
+// MAC is the MAC address of the VM's NIC number index: 0 is the
+// user-mode NIC, 1 the first WithHubNIC... "" for no such NIC.
+func (vm *VM) MAC(index int) string {
+	if index < 0 || index >= len(vm.macs) {
+		return ""
+	}
+	return vm.macs[index]
+}
 
 // DiskPath is the file of a blank disk made by WithBlankDisk, or "".
 func (vm *VM) DiskPath(name string) string { return vm.disks[name] }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"net"
 	"strings"
 
@@ -256,6 +258,9 @@ func (k *NetlinkKernel) apply(c Change) error {
 		if err != nil {
 			return fmt.Errorf("master: %w", err)
 		}
+		if err := noIPv6(d.Name); err != nil {
+			return err
+		}
 		if _, isBond := m.(*netlink.Bond); isBond && link.Attrs().Flags&net.FlagUp != 0 {
 			// A bond only takes slaves that are down.
 			if err := k.h.LinkSetDown(link); err != nil {
@@ -312,6 +317,21 @@ func (k *NetlinkKernel) apply(c Change) error {
 	return fmt.Errorf("unknown operation %d", c.Op)
 }
 
+// noIPv6 turns IPv6 off on a link the VEM makes a switch port (or on the
+// switch itself): a port is no host interface, and with IPv6 on the kernel
+// would send its own router solicitations, duplicate address probes and
+// listener reports from the port's MAC, onto the physical network for an
+// uplink (the two-host e2e saw each host's uplink MAC learned by the
+// other). The host talks only through vmknics. A kernel without IPv6 has
+// nothing to turn off. It acts on the calling thread's network namespace.
+func noIPv6(name string) error {
+	err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("disable IPv6 on %s: %w", name, err)
+	}
+	return nil
+}
+
 func (k *NetlinkKernel) create(d Link) error {
 	switch d.Kind {
 	case KindBridge:
@@ -324,7 +344,10 @@ func (k *NetlinkKernel) create(d Link) error {
 		if f && errors.Is(err, unix.EOPNOTSUPP) {
 			return fmt.Errorf("%w: %w", ErrNoVLANFiltering, err)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return noIPv6(d.Name)
 	case KindTap:
 		// What QEMU's "-netdev tap,ifname=...,script=no,vhost=on" opens.
 		return k.h.LinkAdd(&netlink.Tuntap{

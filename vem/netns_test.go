@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/flashvisor/flashvisor/api"
@@ -160,6 +161,17 @@ func TestNetnsBridgeTapsVethsFDB(t *testing.T) {
 	}
 	if len(obs.FDB) != 4 {
 		t.Errorf("static entries = %v, want 4", obs.FDB)
+	}
+	// Ports and the switch are no host interfaces: no IPv6 of their own.
+	for _, name := range []string{vem.BridgeName, "fvveth1", "vmk1", "up1"} {
+		b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6")
+		if err != nil {
+			t.Logf("no IPv6 in this kernel? %v", err)
+			break
+		}
+		if strings.TrimSpace(string(b)) != "1" {
+			t.Errorf("%s: disable_ipv6 = %q, want 1", name, b)
+		}
 	}
 
 	// A restarted agent (a new kernel handle) plans nothing.
