@@ -21,6 +21,11 @@ type VMSpec struct {
 	GuestOS   string `json:"guest_os,omitempty"`
 	VCPUs     int    `json:"vcpus"`
 	MemoryMiB int    `json:"memory_mib"`
+	// MemoryHotAdd lets memory be added while the VM runs (ESXi's
+	// mem.hotadd), up to MaxMemoryMiB, which it requires. Added memory is
+	// recorded in MemoryMiB, so the next power-on starts with all of it.
+	MemoryHotAdd bool `json:"memory_hot_add,omitempty"`
+	MaxMemoryMiB int  `json:"max_memory_mib,omitempty"`
 	// Firmware is FirmwareBIOS or FirmwareUEFI.
 	Firmware string `json:"firmware"`
 	// KernelBoot, when set, boots a kernel directly instead of the firmware
@@ -182,6 +187,10 @@ type VMStatus struct {
 	MemoryUsedBytes uint64 `json:"memory_used_bytes,omitempty"`
 	// CPUSeconds is the QEMU process's CPU time.
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// HotAddedMemoryMiB is the memory in DIMMs plugged into the running
+	// QEMU since it started, as QEMU reports it (query-memory-devices);
+	// it is part of the spec's MemoryMiB.
+	HotAddedMemoryMiB int `json:"hot_added_memory_mib,omitempty"`
 }
 
 // VM is one inventory entry as listed and inspected by the API.

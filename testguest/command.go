@@ -17,6 +17,7 @@ const (
 	OpWrite
 	OpRead
 	OpIP
+	OpMem
 	OpPowerOff
 )
 
@@ -62,6 +63,8 @@ func ParseCommand(line string) (Command, error) {
 		return noArgs(OpRead)
 	case "ip":
 		return noArgs(OpIP)
+	case "mem":
+		return noArgs(OpMem)
 	case "poweroff":
 		return noArgs(OpPowerOff)
 	case "write":

@@ -18,6 +18,7 @@ func TestParseCommand(t *testing.T) {
 		{"  ping  ", Command{Op: OpPing}, nil},
 		{"read", Command{Op: OpRead}, nil},
 		{"ip", Command{Op: OpIP}, nil},
+		{"mem", Command{Op: OpMem}, nil},
 		{"poweroff", Command{Op: OpPowerOff}, nil},
 		{"write hello", Command{Op: OpWrite, Text: "hello"}, nil},
 		{"write hello  world", Command{Op: OpWrite, Text: "hello  world"}, nil},

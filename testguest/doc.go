@@ -11,6 +11,7 @@
 //	                                          offset 0 of the first disk, fsynced
 //	read          -> FVGUEST DATA TEXT        or FVGUEST DATA <none>
 //	ip            -> FVGUEST IP ADDR/PREFIX...  or FVGUEST IP none
+//	mem           -> FVGUEST MEM N kB           MemTotal of /proc/meminfo
 //	poweroff      -> FVGUEST POWEROFF, then the VM powers off
 //	anything else -> FVGUEST ERR reason
 //

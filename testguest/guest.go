@@ -25,6 +25,8 @@ type Guest struct {
 	FindDisk func() (string, error)
 	// Addrs lists the guest's addresses (ADDR/PREFIX) for "ip".
 	Addrs func() ([]string, error)
+	// MemTotal is the memory the kernel manages, in KiB, for "mem".
+	MemTotal func() (int64, error)
 	// PowerOff turns the machine off; it returns only if that failed.
 	PowerOff func() error
 
@@ -76,6 +78,12 @@ func (g *Guest) Answer(line string) (reply string, powerOff bool) {
 			return Marker + " IP none", false
 		}
 		return Marker + " IP " + strings.Join(addrs, " "), false
+	case OpMem:
+		kib, err := g.MemTotal()
+		if err != nil {
+			return errReply(err), false
+		}
+		return fmt.Sprintf("%s MEM %d kB", Marker, kib), false
 	case OpPowerOff:
 		return "", true
 	}
@@ -187,6 +195,22 @@ func (l *LineWriter) Write(p []byte) (int, error) {
 // Println writes s and a newline as one write.
 func (l *LineWriter) Println(s string) {
 	_, _ = l.Write([]byte(s + "\n"))
+}
+
+// ParseMemTotal reads MemTotal (KiB) from the text of /proc/meminfo.
+func ParseMemTotal(meminfo string) (int64, error) {
+	for _, line := range strings.Split(meminfo, "\n") {
+		rest, ok := strings.CutPrefix(line, "MemTotal:")
+		if !ok {
+			continue
+		}
+		var kib int64
+		if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kib); err != nil {
+			return 0, fmt.Errorf("meminfo: MemTotal %q: %w", strings.TrimSpace(rest), err)
+		}
+		return kib, nil
+	}
+	return 0, errors.New("meminfo: no MemTotal")
 }
 
 // InterfaceAddrs lists the addresses of every interface but loopback, as

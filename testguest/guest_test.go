@@ -25,6 +25,7 @@ func testGuest(t *testing.T, out io.Writer) (*Guest, *int) {
 		Out:      NewLineWriter(out),
 		FindDisk: func() (string, error) { return dev, nil },
 		Addrs:    func() ([]string, error) { return []string{"10.0.2.15/24", "fe80::1/64"}, nil },
+		MemTotal: func() (int64, error) { return 498036, nil },
 		PowerOff: func() error { offs++; return nil },
 	}
 	return g, &offs
@@ -45,6 +46,8 @@ func TestAnswer(t *testing.T) {
 		{"write héllo wörld\r", "FVGUEST WROTE 13", false},
 		{"read", "FVGUEST DATA héllo wörld", false},
 		{"ip", "FVGUEST IP 10.0.2.15/24 fe80::1/64", false},
+		{"mem", "FVGUEST MEM 498036 kB", false},
+		{"mem 1", "FVGUEST ERR usage: mem takes no argument", false},
 		{"frobnicate", "FVGUEST ERR unknown command", false},
 		{"write", "FVGUEST ERR usage: write TEXT", false},
 		{"write a\tb", "FVGUEST ERR bad text: control character", false},
@@ -141,4 +144,22 @@ func FuzzAnswer(f *testing.F) {
 			t.Errorf("Answer(%q) = no answer", line)
 		}
 	})
+}
+
+func TestParseMemTotal(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"MemTotal:         498036 kB\nMemFree:          461164 kB\n", 498036, true},
+		{"MemFree:          461164 kB\nMemTotal:  12 kB", 12, true},
+		{"MemFree:          461164 kB\n", 0, false},
+		{"MemTotal: lots\n", 0, false},
+	} {
+		got, err := ParseMemTotal(tc.in)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("ParseMemTotal(%q) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
 }

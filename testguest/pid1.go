@@ -63,7 +63,7 @@ func (r Ready) String() string {
 func Run(ctx context.Context, stdout io.Writer) (err error) {
 	p := &pid1{out: NewLineWriter(stdout)}
 	p.log = slog.New(slog.NewTextHandler(p.out, nil)).With("c", "fvguest")
-	p.g = &Guest{Log: p.log, Out: p.out, FindDisk: p.findDisk, Addrs: InterfaceAddrs, PowerOff: powerOff}
+	p.g = &Guest{Log: p.log, Out: p.out, FindDisk: p.findDisk, Addrs: InterfaceAddrs, MemTotal: memTotal, PowerOff: powerOff}
 	// A panic anywhere in the main goroutine ends in a clean power-off,
 	// never in a hung VM (the goroutines below guard themselves).
 	defer func() {
@@ -291,6 +291,17 @@ func (p *pid1) findDisk() (string, error) {
 func powerOff() error {
 	boot.SyncWithCap(syncCap)
 	return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+// memTotal is MemTotal of /proc/meminfo, in KiB: it grows when hot-added
+// memory is onlined (memhp_default_state=online on the kernel command
+// line does that as the memory arrives).
+func memTotal() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	return ParseMemTotal(string(b))
 }
 
 // uptime is the time since the kernel started (/proc/uptime), for the boot

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/vishvananda/netlink"

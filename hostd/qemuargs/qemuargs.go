@@ -25,6 +25,12 @@
 //     installers expect one, and QMP screendump needs one even without VNC.
 //     -display none keeps QEMU from opening windows; VNC, when on, listens
 //     only on a unix socket that hostd proxies (no TCP port on the host).
+//   - A VM with memory hot-add gets "-m size=M,slots=S,maxmem=X": hostd
+//     plugs pc-dimm devices into the S slots while it runs (see
+//     MemorySlots). Without hot-add, and once memory has reached maxmem,
+//     it is plain "-m M" (QEMU refuses slots without room to fill them).
+//     A VM resumed from a suspend file is started with the DIMMs it had
+//     (Runtime.DIMMs), as the saved state needs the same memory layout.
 package qemuargs
 
 import (
@@ -106,7 +112,33 @@ type Runtime struct {
 	// Sandbox turns on QEMU's seccomp filter; set it when the QEMU binary
 	// was built with seccomp support (Debian's is).
 	Sandbox bool
+	// DIMMs are the DIMMs hot-added to the VM before it was suspended,
+	// in the order they were plugged; DIMM i has the ids DIMMID(i) and
+	// DIMMMemdevID(i). They are part of the spec's memory: QEMU starts
+	// with the rest. Empty for a fresh power-on, which starts with all of
+	// the spec's memory.
+	DIMMs []DIMM
 }
+
+// DIMM is one hot-added memory device.
+type DIMM struct {
+	SizeMiB int
+	// Addr is the guest-physical address QEMU gave it; 0 lets QEMU place
+	// it (the next free address: the same, when DIMMs come in order).
+	Addr uint64
+}
+
+// MemorySlots is how many DIMMs a VM with memory hot-add can take. Each
+// one is a KVM memory slot and a vhost memory region (vhost-net allows 64
+// by default, shared with the VM's RAM and ROMs), and reserves 1 GiB of
+// guest-physical address space for alignment.
+const MemorySlots = 16
+
+// DIMMID is the device id of hot-added DIMM i (in plug order).
+func DIMMID(i int) string { return fmt.Sprintf("dimm%d", i) }
+
+// DIMMMemdevID is the id of the memory backend of DIMM i.
+func DIMMMemdevID(i int) string { return fmt.Sprintf("mem-dimm%d", i) }
 
 // ErrRuntime is wrapped by errors about missing or wrong Runtime facts, as
 // opposed to an invalid spec.
@@ -179,6 +211,30 @@ func (b *builder) checkRuntime() {
 			b.fail("UEFI firmware needs the OVMF code file and the VM's NVRAM file")
 		}
 	}
+	if len(rt.DIMMs) > 0 {
+		switch boot := b.bootMemoryMiB(); {
+		case !spec.MemoryHotAdd:
+			b.fail("%d hot-added DIMMs, but memory hot-add is off", len(rt.DIMMs))
+		case len(rt.DIMMs) > MemorySlots:
+			b.fail("%d hot-added DIMMs for %d memory slots", len(rt.DIMMs), MemorySlots)
+		case boot < vmconfig.MinMemoryMiB:
+			b.fail("hot-added DIMMs hold more than the VM's %d MiB of memory (%d MiB left to start with)", spec.MemoryMiB, boot)
+		}
+		for i, d := range rt.DIMMs {
+			if d.SizeMiB <= 0 || d.SizeMiB%vmconfig.MemoryBlockMiB != 0 {
+				b.fail("DIMM %s: %d MiB is not a whole number of %d MiB blocks", DIMMID(i), d.SizeMiB, vmconfig.MemoryBlockMiB)
+			}
+		}
+	}
+}
+
+// bootMemoryMiB is the memory QEMU starts with: the spec's, less the DIMMs.
+func (b *builder) bootMemoryMiB() int {
+	m := b.spec.MemoryMiB
+	for _, d := range b.rt.DIMMs {
+		m -= d.SizeMiB
+	}
+	return m
 }
 
 func (b *builder) socket(what, path string) {
@@ -255,7 +311,7 @@ func (b *builder) build() {
 		b.add("-cpu", "max")
 	}
 	b.add("-smp", strconv.Itoa(spec.VCPUs))
-	b.add("-m", strconv.Itoa(spec.MemoryMiB)+"M")
+	b.memory()
 	b.add("-rtc", "base=utc")
 	b.add("-msg", "timestamp=on")
 	if spec.Firmware == api.FirmwareUEFI {
@@ -291,6 +347,25 @@ func (b *builder) build() {
 	b.storage()
 	b.nics()
 	b.hotplugPorts()
+}
+
+// memory adds -m and, on a resume, the DIMMs hot-added before the suspend.
+func (b *builder) memory() {
+	spec := b.spec
+	boot := b.bootMemoryMiB()
+	if !spec.MemoryHotAdd || spec.MaxMemoryMiB <= boot {
+		b.add("-m", strconv.Itoa(boot)+"M")
+		return
+	}
+	b.add("-m", opts("size", strconv.Itoa(boot)+"M", "slots", strconv.Itoa(MemorySlots), "maxmem", strconv.Itoa(spec.MaxMemoryMiB)+"M"))
+	for i, d := range b.rt.DIMMs {
+		b.add("-object", opts("", "memory-backend-ram", "id", DIMMMemdevID(i), "size", strconv.Itoa(d.SizeMiB)+"M"))
+		kv := []string{"", "pc-dimm", "id", DIMMID(i), "memdev", DIMMMemdevID(i), "slot", strconv.Itoa(i)}
+		if d.Addr != 0 {
+			kv = append(kv, "addr", strconv.FormatUint(d.Addr, 10))
+		}
+		b.add("-device", opts(kv...))
+	}
 }
 
 func cmpOr(a, b string) string {

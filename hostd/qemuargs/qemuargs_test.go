@@ -121,6 +121,26 @@ func TestBuildGolden(t *testing.T) {
 			rt.SerialSocket = "/run/s,erial.sock"
 			rt.VNCSocket = "/run/v,nc.sock"
 		}},
+		{"memory-hotadd", func() api.VMSpec {
+			s := base("grow")
+			s.MemoryMiB, s.MemoryHotAdd, s.MaxMemoryMiB = 1024, true, 4096
+			return s
+		}, nil},
+		// Memory grown to its maximum: no slots left to offer.
+		{"memory-hotadd-full", func() api.VMSpec {
+			s := base("full")
+			s.MemoryMiB, s.MemoryHotAdd, s.MaxMemoryMiB = 4096, true, 4096
+			return s
+		}, nil},
+		// Resumed from a suspend after two hot-adds: 1024 MiB at power-on,
+		// then 512 and 256 MiB.
+		{"memory-hotadd-resume", func() api.VMSpec {
+			s := base("grow")
+			s.MemoryMiB, s.MemoryHotAdd, s.MaxMemoryMiB = 1024+512+256, true, 4096
+			return s
+		}, func(rt *Runtime) {
+			rt.DIMMs = []DIMM{{SizeMiB: 512, Addr: 4 << 30}, {SizeMiB: 256}}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +219,17 @@ func TestBuildErrors(t *testing.T) {
 			"[gone] x.iso: datastore not mounted", true},
 		{"no resolver", func(s *api.VMSpec) { s.KernelBoot = &api.KernelBoot{Kernel: "[images] vmlinuz"} },
 			func(rt *Runtime) { rt.ResolveDatastore = nil }, "[images] vmlinuz: no datastore resolver", true},
+		{"hot-add maximum below memory", func(s *api.VMSpec) { s.MemoryHotAdd, s.MaxMemoryMiB = true, 128 }, nil,
+			`mem.maxSize = "128": must be memSize (256)-1048576`, false},
+		{"DIMMs without hot-add", nil, func(rt *Runtime) { rt.DIMMs = []DIMM{{SizeMiB: 128}} },
+			"1 hot-added DIMMs, but memory hot-add is off", true},
+		{"DIMMs larger than the memory", func(s *api.VMSpec) { s.MemoryHotAdd, s.MaxMemoryMiB = true, 1024 },
+			func(rt *Runtime) { rt.DIMMs = []DIMM{{SizeMiB: 128}, {SizeMiB: 128}} },
+			"hot-added DIMMs hold more than the VM's 256 MiB of memory (0 MiB left to start with)", true},
+		{"DIMM not in whole blocks", func(s *api.VMSpec) { s.MemoryHotAdd, s.MaxMemoryMiB = true, 1024 },
+			func(rt *Runtime) { rt.DIMMs = []DIMM{{SizeMiB: 100}} }, "DIMM dimm0: 100 MiB is not a whole number of 128 MiB blocks", true},
+		{"more DIMMs than slots", func(s *api.VMSpec) { s.MemoryMiB, s.MemoryHotAdd, s.MaxMemoryMiB = 4096, true, 8192 },
+			func(rt *Runtime) { rt.DIMMs = make([]DIMM, MemorySlots+1) }, "17 hot-added DIMMs for 16 memory slots", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

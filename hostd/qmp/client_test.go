@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -423,6 +424,68 @@ func TestCommandsAgainstFakeVM(t *testing.T) {
 	if err := c.GetFD(ctx, "x", os.Stdin); !errors.Is(err, qmp.ErrNoFDPassing) {
 		t.Errorf("GetFD over net.Pipe = %v, want ErrNoFDPassing", err)
 	}
+}
+
+func TestMemoryHotAddAgainstFakeVM(t *testing.T) {
+	v := qmptest.NewVM(qmptest.Memory(1024, 2, 1024+512), qmptest.ColdDIMM("dimm0", "mem-dimm0", 128))
+	c := qmptest.Pipe(t, v.Server)
+	ctx := ctxT(t)
+	genericError := func(what string, err error, desc string) {
+		t.Helper()
+		var qe *qmp.Error
+		if !errors.As(err, &qe) || qe.Class != "GenericError" || !strings.Contains(qe.Desc, desc) {
+			t.Errorf("%s = %v, want a GenericError saying %q", what, err, desc)
+		}
+	}
+	if err := c.ObjectAdd(ctx, "memory-backend-ram", "mem-dimm1", map[string]any{"size": 256 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	genericError("ObjectAdd(same id)", c.ObjectAdd(ctx, "memory-backend-ram", "mem-dimm1", map[string]any{"size": 256 << 20}), "duplicate")
+	genericError("DeviceAdd(busy memdev)", c.DeviceAdd(ctx, "pc-dimm", "dimmX", map[string]any{"memdev": "mem-dimm0"}), "busy memdev")
+	genericError("DeviceAdd(no memdev)", c.DeviceAdd(ctx, "pc-dimm", "dimmX", map[string]any{"memdev": "nope"}), "can't find value 'nope'")
+	if err := c.DeviceAdd(ctx, "pc-dimm", "dimm1", map[string]any{"memdev": "mem-dimm1", "slot": 1}); err != nil {
+		t.Fatal(err)
+	}
+	genericError("ObjectDel(in use)", c.ObjectDel(ctx, "mem-dimm1"), "in use")
+	// Room for 128 MiB more, but both slots are taken.
+	if err := c.ObjectAdd(ctx, "memory-backend-ram", "mem-dimm2", map[string]any{"size": 128 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	genericError("DeviceAdd(third DIMM)", c.DeviceAdd(ctx, "pc-dimm", "dimm2", map[string]any{"memdev": "mem-dimm2"}), "no free slots")
+	if err := c.ObjectDel(ctx, "mem-dimm2"); err != nil {
+		t.Fatal(err)
+	}
+	devs, err := c.QueryMemoryDevices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []qmp.MemoryDevice{
+		{Type: "dimm", Data: qmp.DIMMInfo{ID: "dimm0", Addr: 4 << 30, Size: 128 << 20, Slot: 0, Memdev: "/objects/mem-dimm0", Hotpluggable: true}},
+		{Type: "dimm", Data: qmp.DIMMInfo{ID: "dimm1", Addr: 4<<30 + 128<<20, Size: 256 << 20, Slot: 1, Memdev: "/objects/mem-dimm1", Hotplugged: true, Hotpluggable: true}},
+	}
+	if diff := cmp.Diff(want, devs); diff != "" {
+		t.Errorf("QueryMemoryDevices() mismatch (-want +got):\n%s", diff)
+	}
+	if got, err := c.QueryMemorySizeSummary(ctx); err != nil || got != (qmp.MemorySize{Base: 1024 << 20, Plugged: 384 << 20}) {
+		t.Errorf("QueryMemorySizeSummary() = %+v, %v; want 1024 MiB base, 384 MiB plugged", got, err)
+	}
+	if got := string(v.Commands()[0].Args); got != `{"id":"mem-dimm1","qom-type":"memory-backend-ram","size":268435456}` {
+		t.Errorf("object-add args = %s", got)
+	}
+
+	// Without slots (plain -m), and beyond maxmem.
+	plain := qmptest.NewVM()
+	pc := qmptest.Pipe(t, plain.Server)
+	if err := pc.ObjectAdd(ctx, "memory-backend-ram", "m", map[string]any{"size": 128 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	genericError("DeviceAdd(without slots)", pc.DeviceAdd(ctx, "pc-dimm", "d", map[string]any{"memdev": "m"}), "consider specifying the maxmem option")
+	small := qmptest.NewVM(qmptest.Memory(256, 4, 384))
+	sc := qmptest.Pipe(t, small.Server)
+	if err := sc.ObjectAdd(ctx, "memory-backend-ram", "m", map[string]any{"size": 256 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	genericError("DeviceAdd(beyond maxmem)", sc.DeviceAdd(ctx, "pc-dimm", "d", map[string]any{"memdev": "m"}), "not enough space")
 }
 
 func TestSuspendResumeThroughFile(t *testing.T) {

@@ -145,6 +145,72 @@ func (c *Client) BlockdevDel(ctx context.Context, nodeName string) error {
 	return c.Execute(ctx, "blockdev-del", map[string]any{"node-name": nodeName}, nil)
 }
 
+// ObjectAdd creates a QOM object, e.g. a memory backend for a DIMM:
+// ObjectAdd(ctx, "memory-backend-ram", "mem-dimm0", map[string]any{"size": n}).
+// The properties are given flat, as QEMU 6.0 and later take them.
+func (c *Client) ObjectAdd(ctx context.Context, qomType, id string, props map[string]any) error {
+	args := make(map[string]any, len(props)+2)
+	for k, v := range props {
+		args[k] = v
+	}
+	args["qom-type"] = qomType
+	args["id"] = id
+	return c.Execute(ctx, "object-add", args, nil)
+}
+
+// ObjectDel removes a QOM object that nothing uses any more.
+func (c *Client) ObjectDel(ctx context.Context, id string) error {
+	return c.Execute(ctx, "object-del", map[string]any{"id": id}, nil)
+}
+
+// Memory device types (query-memory-devices "type").
+const (
+	MemoryDeviceDIMM = "dimm"
+)
+
+// MemoryDevice is one entry of query-memory-devices. Data is filled for
+// DIMMs (type "dimm"); other types (nvdimm, virtio-mem, ...) keep only
+// their type here.
+type MemoryDevice struct {
+	Type string   `json:"type"`
+	Data DIMMInfo `json:"data"`
+}
+
+// DIMMInfo describes a pc-dimm.
+type DIMMInfo struct {
+	ID           string `json:"id"`
+	Addr         uint64 `json:"addr"`
+	Size         uint64 `json:"size"` // bytes
+	Slot         int    `json:"slot"`
+	Node         int    `json:"node"`
+	Memdev       string `json:"memdev"` // QOM path, e.g. /objects/mem-dimm0
+	Hotplugged   bool   `json:"hotplugged"`
+	Hotpluggable bool   `json:"hotpluggable"`
+}
+
+// QueryMemoryDevices lists the VM's memory devices (DIMMs), hot-plugged
+// or given on the command line.
+func (c *Client) QueryMemoryDevices(ctx context.Context) ([]MemoryDevice, error) {
+	var out []MemoryDevice
+	err := c.Execute(ctx, "query-memory-devices", nil, &out)
+	return out, err
+}
+
+// MemorySize is the answer of query-memory-size-summary, in bytes.
+type MemorySize struct {
+	// Base is the memory QEMU started with (-m size).
+	Base uint64 `json:"base-memory"`
+	// Plugged is the memory in memory devices (DIMMs).
+	Plugged uint64 `json:"plugged-memory"`
+}
+
+// QueryMemorySizeSummary returns the VM's base and plugged memory.
+func (c *Client) QueryMemorySizeSummary(ctx context.Context) (MemorySize, error) {
+	var out MemorySize
+	err := c.Execute(ctx, "query-memory-size-summary", nil, &out)
+	return out, err
+}
+
 // Migration states (query-migrate "status", MIGRATION event).
 const (
 	MigrationNone      = "none"

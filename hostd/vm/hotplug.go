@@ -14,42 +14,59 @@ import (
 
 // Live reconfiguration: what QEMU can add to a running q35 VM. SCSI disks
 // join an existing controller's bus; vNICs go into the spare PCIe root
-// ports the VM was started with. Anything else needs the VM powered off.
+// ports the VM was started with; memory, when hot-add is on, comes as a
+// DIMM (memory.go). Anything else needs the VM powered off.
 
-// hotAdditions checks that next only appends SCSI disks and vNICs to cur,
-// and returns the appended ones.
-func hotAdditions(cur, next api.VMSpec) (disks []api.VirtualDisk, nics []api.NIC, err error) {
+// hotChange is what a running VM gains.
+type hotChange struct {
+	disks  []api.VirtualDisk
+	nics   []api.NIC
+	memMiB int // memory to add
+}
+
+// hotChanges checks that next only appends SCSI disks and vNICs to cur,
+// or grows its memory, and returns the additions.
+func hotChanges(cur, next api.VMSpec) (hotChange, error) {
 	if len(next.Disks) < len(cur.Disks) || len(next.NICs) < len(cur.NICs) {
-		return nil, nil, fmt.Errorf("%w: removing devices needs the VM powered off", ErrState)
+		return hotChange{}, fmt.Errorf("%w: removing devices needs the VM powered off", ErrState)
 	}
-	disks, nics = next.Disks[len(cur.Disks):], next.NICs[len(cur.NICs):]
+	h := hotChange{disks: next.Disks[len(cur.Disks):], nics: next.NICs[len(cur.NICs):]}
 	base := next
 	base.Disks, base.NICs = next.Disks[:len(cur.Disks)], next.NICs[:len(cur.NICs)]
+	base.MemoryMiB = cur.MemoryMiB
 	a, _ := json.Marshal(base)
 	b, _ := json.Marshal(cur)
 	if string(a) != string(b) {
-		return nil, nil, fmt.Errorf("%w: while the VM runs only SCSI disks and vNICs can be added; power it off for other changes", ErrState)
+		return hotChange{}, fmt.Errorf("%w: while the VM runs only SCSI disks, vNICs and memory (with hot-add) can be added; power it off for other changes", ErrState)
 	}
-	for _, d := range disks {
+	for _, d := range h.disks {
 		if d.Bus != api.DiskBusSCSI {
-			return nil, nil, fmt.Errorf("%w: only SCSI disks can be added while the VM runs (%s is %s)", ErrState, vmconfig.DiskName(d), d.Bus)
+			return hotChange{}, fmt.Errorf("%w: only SCSI disks can be added while the VM runs (%s is %s)", ErrState, vmconfig.DiskName(d), d.Bus)
 		}
 	}
-	return disks, nics, nil
+	var err error
+	if h.memMiB, err = memoryChange(cur, next); err != nil {
+		return hotChange{}, err
+	}
+	return h, nil
 }
 
-// hotAdd applies the additions to the running QEMU; mc.busy is held.
-func (m *Manager) hotAdd(ctx context.Context, mc *machine, next api.VMSpec) error {
-	m.mu.Lock()
-	cur := mc.spec
-	m.mu.Unlock()
-	disks, nics, err := hotAdditions(cur, next)
+// hotAdd applies the additions from cur to next to the running QEMU;
+// mc.busy is held.
+func (m *Manager) hotAdd(ctx context.Context, mc *machine, cur, next api.VMSpec) error {
+	h, err := hotChanges(cur, next)
 	if err != nil {
 		return err
 	}
+	disks, nics := h.disks, h.nics
 	mon, _, err := m.running(mc)
 	if err != nil {
 		return err
+	}
+	if h.memMiB > 0 {
+		if err := m.hotAddMemory(ctx, mc, mon, next, h.memMiB); err != nil {
+			return err
+		}
 	}
 	if err := m.createDisks(ctx, mc, api.VMSpec{Disks: disks}); err != nil {
 		return err

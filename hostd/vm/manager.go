@@ -27,7 +27,7 @@ var (
 	ErrNotFound   = errors.New("no such VM")
 	ErrExists     = errors.New("VM already exists")
 	ErrState      = errors.New("operation not allowed in the VM's state")
-	ErrAdmission  = errors.New("power-on refused by memory admission")
+	ErrAdmission  = errors.New("refused by memory admission")
 	ErrNoKVM      = errors.New("KVM is not available on this host")
 	ErrInvalid    = errors.New("invalid VM configuration")
 	ErrConflict   = errors.New("conflict")
@@ -70,6 +70,9 @@ type LaunchSpec struct {
 type Launcher interface {
 	Launch(ctx context.Context, ls LaunchSpec) (Process, error)
 	Adopt(pid int) (Process, error)
+	// SetMemory resizes a running VM's limits (its cgroup) for
+	// memoryMiB of guest memory, as LaunchSpec.MemoryMiB does at start.
+	SetMemory(name string, memoryMiB int) error
 }
 
 // DiskTool creates and snapshots disk images (qemu-img).
@@ -131,6 +134,7 @@ type machine struct {
 	mon     *qmp.Client
 	hub     *console.Hub // serial console while running
 	hotNICs int          // spare PCIe ports used by hot-added vNICs
+	mem     memoryLayout // the running QEMU's memory
 	started time.Time
 	// stopping is set while hostd itself stops the VM, so the exit is
 	// not reported as unexpected.
@@ -256,6 +260,7 @@ func (m *Manager) Get(name string) (api.VM, error) {
 		st.UptimeSeconds = time.Since(mc.started).Seconds()
 		st.Accel = m.cfg.Accel
 		st.MemoryUsedBytes, st.CPUSeconds = procUsage(st.PID)
+		st.HotAddedMemoryMiB = mc.mem.hotAddedMiB()
 	}
 	return api.VM{Spec: mc.spec, Datastore: mc.datastore, Path: mc.relPath, Status: st}, nil
 }
@@ -455,13 +460,12 @@ func (m *Manager) Destroy(ctx context.Context, name string) error {
 	return nil
 }
 
-// Reconfigure replaces a powered-off VM's spec (same name).
+// Reconfigure replaces a VM's spec (same name). A powered-off VM may
+// change anything; a running one may only grow: SCSI disks, vNICs and,
+// with memory hot-add, memory (see hotChanges).
 func (m *Manager) Reconfigure(ctx context.Context, name string, spec api.VMSpec) (api.VM, error) {
 	if spec.Name != name {
 		return api.VM{}, fmt.Errorf("%w: renaming %s to %s is not supported", ErrInvalid, name, spec.Name)
-	}
-	if err := vmconfig.Validate(spec); err != nil {
-		return api.VM{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	mc, err := m.get(name)
 	if err != nil {
@@ -470,21 +474,32 @@ func (m *Manager) Reconfigure(ctx context.Context, name string, spec api.VMSpec)
 	mc.busy.Lock()
 	defer mc.busy.Unlock()
 	m.mu.Lock()
-	state := mc.state
+	state, cur := mc.state, mc.spec
+	m.mu.Unlock()
 	if state != api.VMPoweredOff && state != api.VMPoweredOn && state != api.VMPaused {
-		m.mu.Unlock()
-		return api.VM{}, fmt.Errorf("%w: %s is %s; reconfigure needs it powered off (or running, to add devices)", ErrState, name, state)
+		return api.VM{}, fmt.Errorf("%w: %s is %s; reconfigure needs it powered off (or running, to add devices or memory)", ErrState, name, state)
 	}
-	if err := m.assignMACs(&spec); err != nil {
-		m.mu.Unlock()
+	// A running VM's limits come first: growing memory beyond its
+	// maximum is refused for its state, not as an invalid spec.
+	if state != api.VMPoweredOff {
+		if _, err := hotChanges(cur, spec); err != nil {
+			return api.VM{}, err
+		}
+	}
+	if err := vmconfig.Validate(spec); err != nil {
+		return api.VM{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	m.mu.Lock()
+	err = m.assignMACs(&spec)
+	m.mu.Unlock()
+	if err != nil {
 		return api.VM{}, err
 	}
-	m.mu.Unlock()
 	if state == api.VMPoweredOff {
 		if err := m.createDisks(ctx, mc, spec); err != nil {
 			return api.VM{}, err
 		}
-	} else if err := m.hotAdd(ctx, mc, spec); err != nil {
+	} else if err := m.hotAdd(ctx, mc, cur, spec); err != nil {
 		return api.VM{}, err
 	}
 	if err := vmconfig.Save(filepath.Join(mc.dir, filepath.Base(mc.relPath)), spec); err != nil {

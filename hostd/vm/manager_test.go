@@ -10,10 +10,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/hostd/macaddr"
@@ -46,14 +49,75 @@ func (p *fakeQEMU) exit() {
 }
 
 type fakeLauncher struct {
-	mu    sync.Mutex
-	procs map[int]*fakeQEMU
-	next  int
-	last  *fakeQEMU
+	mu     sync.Mutex
+	procs  map[int]*fakeQEMU
+	next   int
+	last   *fakeQEMU
+	limits map[string]int // VM -> memory MiB its limits were set for
+}
+
+// fakeOptions makes the fake what QEMU's arguments ask for: its memory
+// (-m, and the DIMMs of a resume: -object memory-backend-ram, -device
+// pc-dimm) and "-incoming defer".
+func fakeOptions(args []string) []qmptest.VMOption {
+	kv := func(s string) map[string]string {
+		m := map[string]string{}
+		for _, p := range strings.Split(s, ",") {
+			k, v, ok := strings.Cut(p, "=")
+			if !ok {
+				k, v = "", p
+			}
+			m[k] = v
+		}
+		return m
+	}
+	mib := func(s string) int {
+		var n int
+		fmt.Sscanf(strings.TrimSuffix(s, "M"), "%d", &n)
+		return n
+	}
+	var opts []qmptest.VMOption
+	backends := map[string]int{}
+	if slices.Contains(args, "-incoming") {
+		opts = append(opts, qmptest.Incoming())
+	}
+	for i := 0; i+1 < len(args); i++ {
+		o := kv(args[i+1])
+		switch {
+		case args[i] == "-m" && o["size"] == "":
+			opts = append(opts, qmptest.Memory(mib(o[""]), 0, mib(o[""])))
+		case args[i] == "-m":
+			var slots int
+			fmt.Sscan(o["slots"], &slots)
+			opts = append(opts, qmptest.Memory(mib(o["size"]), slots, mib(o["maxmem"])))
+		case args[i] == "-object" && o[""] == "memory-backend-ram":
+			backends[o["id"]] = mib(o["size"])
+		case args[i] == "-device" && o[""] == "pc-dimm":
+			opts = append(opts, qmptest.ColdDIMM(o["id"], o["memdev"], backends[o["memdev"]]))
+		}
+	}
+	return opts
+}
+
+func (f *fakeLauncher) SetMemory(name string, memoryMiB int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.limits == nil {
+		f.limits = map[string]int{}
+	}
+	f.limits[name] = memoryMiB
+	return nil
+}
+
+func (f *fakeLauncher) limit(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.limits[name]
 }
 
 func (f *fakeLauncher) Launch(ctx context.Context, ls LaunchSpec) (Process, error) {
-	v := qmptest.NewVM()
+	v := qmptest.NewVM(fakeOptions(ls.Args)...)
+	f.SetMemory(ls.Name, ls.MemoryMiB)
 	l, err := net.Listen("unix", ls.QMPSocket)
 	if err != nil {
 		return nil, err
@@ -560,4 +624,279 @@ func TestHotAddWhileRunning(t *testing.T) {
 	if v, _ := e.newManager(t).Get("hot"); len(v.Spec.Disks) != 2 || len(v.Spec.NICs) != 2 {
 		t.Errorf("saved spec after hot add: %+v", v.Spec)
 	}
+}
+
+// growable is a VM with memory hot-add: 256 MiB, up to maxMiB.
+func growable(name string, maxMiB int) api.VMSpec {
+	s := spec(name, 256)
+	s.MemoryHotAdd, s.MaxMemoryMiB = true, maxMiB
+	return s
+}
+
+// withMemory is v's spec with memMiB of memory.
+func withMemory(t *testing.T, m *Manager, name string, memMiB int) api.VMSpec {
+	t.Helper()
+	v, err := m.Get(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Spec.MemoryMiB = memMiB
+	return v.Spec
+}
+
+func argsOf(p *fakeQEMU) string { return strings.Join(p.args, " ") }
+
+func TestMemoryHotAdd(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.HostMemoryMiB = 4096
+	e.m = e.newManager(t)
+	if _, err := e.m.Create(ctx(t), CreateRequest{Datastore: "ds1", Spec: growable("grow", 768)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.PowerOn(ctx(t), "grow"); err != nil {
+		t.Fatal(err)
+	}
+	if a := argsOf(e.launch.last); !strings.Contains(a, "-m size=256M,slots=16,maxmem=768M") {
+		t.Errorf("QEMU args = %s, want -m size=256M,slots=16,maxmem=768M", a)
+	}
+	v, err := e.m.Reconfigure(ctx(t), "grow", withMemory(t, e.m, "grow", 512))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Spec.MemoryMiB != 512 || v.Status.HotAddedMemoryMiB != 256 || v.Status.State != api.VMPoweredOn {
+		t.Errorf("after hot-add: memory %d MiB, hot-added %d MiB, %s; want 512, 256, poweredOn", v.Spec.MemoryMiB, v.Status.HotAddedMemoryMiB, v.Status.State)
+	}
+	fake := e.launch.last.vm
+	var cmds []string
+	for _, c := range fake.Commands() {
+		if c.Name == "object-add" || c.Name == "device_add" {
+			cmds = append(cmds, c.Name+" "+string(c.Args))
+		}
+	}
+	want := []string{
+		`object-add {"id":"mem-dimm0","qom-type":"memory-backend-ram","size":268435456}`,
+		`device_add {"driver":"pc-dimm","id":"dimm0","memdev":"mem-dimm0","slot":0}`,
+	}
+	if diff := cmp.Diff(want, cmds); diff != "" {
+		t.Errorf("QMP commands (-want +got):\n%s", diff)
+	}
+	if got := e.launch.limit("grow"); got != 512 {
+		t.Errorf("memory limit set for %d MiB, want 512", got)
+	}
+	if v, _ := e.newManager(t).Get("grow"); v.Spec.MemoryMiB != 512 {
+		t.Errorf("parameter file after hot-add: memSize %d, want 512", v.Spec.MemoryMiB)
+	}
+
+	// A second DIMM, then suspend and resume: QEMU comes back with the
+	// layout the saved state was made with.
+	if _, err := e.m.Reconfigure(ctx(t), "grow", withMemory(t, e.m, "grow", 640)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Suspend(ctx(t), "grow"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.ds, "grow", "grow.fvdimm")); err != nil {
+		t.Errorf("memory layout of the suspended VM: %v", err)
+	}
+	if _, err := e.m.PowerOn(ctx(t), "grow"); err != nil {
+		t.Fatal(err)
+	}
+	a := argsOf(e.launch.last)
+	for _, w := range []string{"-m size=256M,slots=16,maxmem=768M",
+		"-object memory-backend-ram,id=mem-dimm0,size=256M -device pc-dimm,id=dimm0,memdev=mem-dimm0,slot=0,addr=4294967296",
+		"-object memory-backend-ram,id=mem-dimm1,size=128M -device pc-dimm,id=dimm1,memdev=mem-dimm1,slot=1,addr=4563402752"} {
+		if !strings.Contains(a, w) {
+			t.Errorf("resume args = %s\nwant them to contain %s", a, w)
+		}
+	}
+	// The DIMM count goes on from the layout.
+	v, err = e.m.Reconfigure(ctx(t), "grow", withMemory(t, e.m, "grow", 768))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status.HotAddedMemoryMiB != 512 {
+		t.Errorf("hot-added after the resume and a third DIMM = %d MiB, want 512", v.Status.HotAddedMemoryMiB)
+	}
+	if d := e.launch.last.vm.Devices(); d["dimm2"] != "pc-dimm" {
+		t.Errorf("devices after the third hot-add = %v, want dimm2", d)
+	}
+
+	// Power off: the next power-on starts with all of it.
+	if _, err := e.m.PowerOff(ctx(t), "grow"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.ds, "grow", "grow.fvdimm")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("memory layout after power off: %v, want it gone", err)
+	}
+	v, err = e.m.PowerOn(ctx(t), "grow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := argsOf(e.launch.last); !strings.Contains(a, "-m 768M ") || strings.Contains(a, "pc-dimm") {
+		t.Errorf("QEMU args after power off and on = %s, want -m 768M without DIMMs", a)
+	}
+	if v.Status.HotAddedMemoryMiB != 0 {
+		t.Errorf("hot-added after a fresh power-on = %d MiB, want 0", v.Status.HotAddedMemoryMiB)
+	}
+}
+
+func TestMemoryHotAddRefused(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.HostMemoryMiB = 1024
+	e.m = e.newManager(t)
+	e.m.Create(ctx(t), CreateRequest{Datastore: "ds1", Spec: growable("grow", 768)})
+	e.m.Create(ctx(t), CreateRequest{Datastore: "ds1", Spec: spec("fixed", 256)})
+	e.m.Create(ctx(t), CreateRequest{Datastore: "ds1", Spec: spec("other", 384)})
+	for _, n := range []string{"grow", "fixed", "other"} {
+		if _, err := e.m.PowerOn(ctx(t), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	growing := func(f func(*api.VMSpec)) api.VMSpec {
+		s := withMemory(t, e.m, "grow", 256)
+		f(&s)
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		vm   string
+		spec api.VMSpec
+		want error
+		msg  string
+	}{
+		{"shrink", "grow", growing(func(s *api.VMSpec) { s.MemoryMiB = 128 }), ErrState, "cannot shrink"},
+		{"beyond the maximum", "grow", growing(func(s *api.VMSpec) { s.MemoryMiB = 896 }), ErrState, "can grow to 768 MiB"},
+		{"not whole blocks", "grow", growing(func(s *api.VMSpec) { s.MemoryMiB = 320 }), ErrInvalid, "blocks of 128 MiB"},
+		{"maximum changed", "grow", growing(func(s *api.VMSpec) { s.MaxMemoryMiB = 1024 }), ErrState, "power it off"},
+		{"hot-add turned off", "grow", growing(func(s *api.VMSpec) { s.MemoryHotAdd, s.MaxMemoryMiB = false, 0 }), ErrState, "power it off"},
+		{"without hot-add", "fixed", withMemory(t, e.m, "fixed", 512), ErrState, "memory hot-add is off"},
+		// 384 + 256 of the others, and 512: more than the host's 1024 MiB.
+		{"admission", "grow", growing(func(s *api.VMSpec) { s.MemoryMiB = 512 }), ErrAdmission, "grow needs 512 MiB"},
+	} {
+		_, err := e.m.Reconfigure(ctx(t), tc.vm, tc.spec)
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: Reconfigure = %v, want %v saying %q", tc.name, err, tc.want, tc.msg)
+		}
+	}
+	for _, n := range []string{"grow", "fixed"} {
+		v, _ := e.m.Get(n)
+		if v.Spec.MemoryMiB != 256 || v.Status.HotAddedMemoryMiB != 0 {
+			t.Errorf("%s after refusals: %d MiB, %d hot-added; want 256, 0", n, v.Spec.MemoryMiB, v.Status.HotAddedMemoryMiB)
+		}
+	}
+	if names := e.launch.procs[1001].vm.CommandNames(); slices.Contains(names, "object-add") {
+		t.Errorf("QEMU of grow got %v after refusals, want no object-add", names)
+	}
+
+	// QEMU refuses the DIMM: the backend goes, the limit comes back.
+	e.m.PowerOff(ctx(t), "other")
+	fake := e.launch.procs[1001].vm
+	fake.Handle("device_add", func(json.RawMessage) (any, error) {
+		return nil, &qmp.Error{Class: "GenericError", Desc: "a used vhost backend has no free memory slots left"}
+	})
+	if _, err := e.m.Reconfigure(ctx(t), "grow", growing(func(s *api.VMSpec) { s.MemoryMiB = 512 })); err == nil || !strings.Contains(err.Error(), "no free memory slots") {
+		t.Errorf("Reconfigure with QEMU refusing = %v, want QEMU's reason", err)
+	}
+	if got := fake.CommandNames(); !slices.Contains(got, "object-del") {
+		t.Errorf("after a refused device_add QEMU got %v, want object-del", got)
+	}
+	if got := e.launch.limit("grow"); got != 256 {
+		t.Errorf("memory limit after a failed hot-add: %d MiB, want 256", got)
+	}
+	if v, _ := e.m.Get("grow"); v.Spec.MemoryMiB != 256 {
+		t.Errorf("memory after a failed hot-add: %d MiB, want 256", v.Spec.MemoryMiB)
+	}
+}
+
+func TestMemoryHotAddSlotsRunOut(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.HostMemoryMiB = 8192
+	e.m = e.newManager(t)
+	s := growable("many", 256+20*128)
+	e.m.Create(ctx(t), CreateRequest{Datastore: "ds1", Spec: s})
+	if _, err := e.m.PowerOn(ctx(t), "many"); err != nil {
+		t.Fatal(err)
+	}
+	mem := 256
+	for i := 0; i < 16; i++ {
+		mem += 128
+		if _, err := e.m.Reconfigure(ctx(t), "many", withMemory(t, e.m, "many", mem)); err != nil {
+			t.Fatalf("hot-add %d: %v", i, err)
+		}
+	}
+	_, err := e.m.Reconfigure(ctx(t), "many", withMemory(t, e.m, "many", mem+128))
+	if !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "all 16 memory slots") {
+		t.Errorf("17th hot-add = %v, want ErrState: all 16 memory slots are used", err)
+	}
+}
+
+func TestAdoptLearnsHotAddedMemory(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.HostMemoryMiB = 4096
+	e.m = e.newManager(t)
+	e.m.Create(ctx(t), CreateRequest{Datastore: "ds1", Spec: growable("keep", 1024)})
+	if _, err := e.m.PowerOn(ctx(t), "keep"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Reconfigure(ctx(t), "keep", withMemory(t, e.m, "keep", 512)); err != nil {
+		t.Fatal(err)
+	}
+	// hostd dies right after QEMU took a second DIMM, before it recorded
+	// it: QEMU has 640 MiB, the parameter file says 512.
+	fake := e.launch.last.vm
+	e.m.mu.Lock()
+	mon := e.m.vms["keep"].mon
+	e.m.mu.Unlock()
+	if err := mon.ObjectAdd(ctx(t), "memory-backend-ram", "mem-dimm1", map[string]any{"size": 128 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.DeviceAdd(ctx(t), "pc-dimm", "dimm1", map[string]any{"memdev": "mem-dimm1", "slot": 1}); err != nil {
+		t.Fatal(err)
+	}
+	mon.Close()
+	m2 := e.newManager(t)
+	m2.Adopt(ctx(t))
+	v, _ := m2.Get("keep")
+	if v.Status.State != api.VMPoweredOn || v.Status.HotAddedMemoryMiB != 384 || v.Spec.MemoryMiB != 640 {
+		t.Fatalf("adopted: %s, %d MiB hot-added, memory %d MiB; want poweredOn, 384, 640", v.Status.State, v.Status.HotAddedMemoryMiB, v.Spec.MemoryMiB)
+	}
+	if v, _ := e.newManager(t).Get("keep"); v.Spec.MemoryMiB != 640 {
+		t.Errorf("parameter file after adoption: memSize %d, want 640", v.Spec.MemoryMiB)
+	}
+	// The next DIMM is dimm2, in slot 2.
+	if _, err := m2.Reconfigure(ctx(t), "keep", withMemory(t, m2, "keep", 768)); err != nil {
+		t.Fatal(err)
+	}
+	if d := fake.Devices(); d["dimm2"] != "pc-dimm" {
+		t.Errorf("devices after a hot-add by the new hostd = %v, want dimm2", d)
+	}
+	m2.PowerOff(ctx(t), "keep")
+}
+
+func TestMemorySnapshotNeedsItsMemoryLayout(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.HostMemoryMiB = 4096
+	e.m = e.newManager(t)
+	e.m.Create(ctx(t), CreateRequest{Datastore: "ds1", Spec: growable("snap", 768)})
+	if _, err := e.m.PowerOn(ctx(t), "snap"); err != nil {
+		t.Fatal(err)
+	}
+	e.launch.last.vm.Handle("human-monitor-command", func(json.RawMessage) (any, error) { return "", nil })
+	if _, err := e.m.CreateSnapshot(ctx(t), "snap", "small", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Reconfigure(ctx(t), "snap", withMemory(t, e.m, "snap", 512)); err != nil {
+		t.Fatal(err)
+	}
+	err := e.m.RevertSnapshot(ctx(t), "snap", "small")
+	if !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "taken with 256 MiB of memory (0 MiB hot-added)") {
+		t.Errorf("revert to a snapshot taken before a hot-add = %v, want ErrState naming its memory", err)
+	}
+	if _, err := e.m.CreateSnapshot(ctx(t), "snap", "big", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.RevertSnapshot(ctx(t), "snap", "big"); err != nil {
+		t.Errorf("revert to a snapshot with the same memory = %v", err)
+	}
+	e.m.PowerOff(ctx(t), "snap")
 }

@@ -40,8 +40,9 @@ func (m *Manager) SerialSocket(name string) string {
 // VNCSocket is the VNC socket of a running VM.
 func (m *Manager) VNCSocket(name string) string { return filepath.Join(m.runDir(name), vncSock) }
 
-// admit checks memory admission for mc; m.mu is held.
-func (m *Manager) admit(mc *machine) error {
+// admit checks memory admission for mc running with memMiB (at power-on,
+// or grown by a hot-add); m.mu is held.
+func (m *Manager) admit(mc *machine, memMiB int) error {
 	var used int64
 	for _, o := range m.vms {
 		if o != mc && o.proc != nil {
@@ -49,9 +50,9 @@ func (m *Manager) admit(mc *machine) error {
 		}
 	}
 	limit := int64(float64(m.cfg.HostMemoryMiB) * m.cfg.OvercommitRatio)
-	if used+int64(mc.spec.MemoryMiB) > limit {
-		return fmt.Errorf("%w: %s needs %d MiB; running VMs use %d MiB of the %d MiB allowed (host memory %d MiB x overcommit ratio %.2f)",
-			ErrAdmission, mc.spec.Name, mc.spec.MemoryMiB, used, limit, m.cfg.HostMemoryMiB, m.cfg.OvercommitRatio)
+	if used+int64(memMiB) > limit {
+		return fmt.Errorf("%w: %s needs %d MiB; other running VMs use %d MiB of the %d MiB allowed (host memory %d MiB x overcommit ratio %.2f)",
+			ErrAdmission, mc.spec.Name, memMiB, used, limit, m.cfg.HostMemoryMiB, m.cfg.OvercommitRatio)
 	}
 	return nil
 }
@@ -77,7 +78,7 @@ func (m *Manager) PowerOn(ctx context.Context, name string) (api.VM, error) {
 		m.mu.Unlock()
 		return api.VM{}, fmt.Errorf("%w: %s is already %s", ErrState, name, state)
 	}
-	if err := m.admit(mc); err != nil {
+	if err := m.admit(mc, mc.spec.MemoryMiB); err != nil {
 		m.mu.Unlock()
 		return api.VM{}, err
 	}
@@ -139,6 +140,17 @@ func (m *Manager) start(ctx context.Context, mc *machine, spec api.VMSpec, resum
 		Taps:         taps,
 		OVMFCode:     m.cfg.OVMFCode,
 	}
+	// A fresh start gets all the spec's memory; a resume, the layout its
+	// saved state was made with.
+	mem := memoryLayout{BootMiB: spec.MemoryMiB}
+	if resume {
+		if mem, err = resumeLayout(mc, spec); err != nil {
+			return err
+		}
+		rt.DIMMs = mem.runtime()
+	} else {
+		m.removeLayout(mc)
+	}
 	if spec.Firmware == api.FirmwareUEFI {
 		rt.NVRAM = filepath.Join(mc.dir, spec.Name+".nvram")
 		if _, err := os.Stat(rt.NVRAM); errors.Is(err, os.ErrNotExist) {
@@ -180,7 +192,7 @@ func (m *Manager) start(ctx context.Context, mc *machine, spec api.VMSpec, resum
 	}
 	m.mu.Lock()
 	mc.proc, mc.mon, mc.state, mc.reason, mc.started, mc.stopping = proc, mon, api.VMPoweredOn, "", time.Now().UTC(), false
-	mc.hub, mc.hotNICs = m.newHub(spec), 0
+	mc.hub, mc.hotNICs, mc.mem = m.newHub(spec), 0, mem
 	m.mu.Unlock()
 	go m.watch(mc, proc, mon)
 	return nil
@@ -323,7 +335,12 @@ func (m *Manager) exited(mc *machine, proc Process) {
 		mc.state, mc.reason = api.VMCrashed, "QEMU exited unexpectedly: "+proc.ExitStatus()
 	}
 	state, reason := mc.state, mc.reason
+	mc.mem = memoryLayout{}
 	m.mu.Unlock()
+	if state != api.VMSuspended {
+		// The next power-on starts afresh with all the memory.
+		m.removeLayout(mc)
+	}
 	m.cfg.Publish("vm.powered_off", spec.Name, state+" "+reason)
 }
 
@@ -527,6 +544,7 @@ func (m *Manager) Adopt(ctx context.Context) {
 		if err == nil && !st.Running {
 			state = api.VMPaused
 		}
+		m.adoptMemory(ctx, mc, mon)
 		m.mu.Lock()
 		mc.proc, mc.mon, mc.state, mc.reason, mc.started = proc, mon, state, "", processStart(pid)
 		mc.hub = m.newHub(mc.spec)

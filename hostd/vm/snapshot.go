@@ -24,6 +24,10 @@ var snapNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 type snapshotDB struct {
 	Snapshots []api.Snapshot `json:"snapshots"`
 	Current   string         `json:"current,omitempty"`
+	// Memory is the memory layout of each snapshot taken with memory:
+	// loading one into a QEMU with other memory (more boot memory, other
+	// DIMMs) would leave the guest broken, so such a revert is refused.
+	Memory map[string]memoryLayout `json:"memory,omitempty"`
 }
 
 func snapFile(mc *machine) string { return filepath.Join(mc.dir, mc.spec.Name+".fvsd") }
@@ -135,6 +139,12 @@ func (m *Manager) CreateSnapshot(ctx context.Context, name, snap, description st
 			return api.Snapshot{}, err
 		}
 		s.Memory = true
+		if db.Memory == nil {
+			db.Memory = map[string]memoryLayout{}
+		}
+		m.mu.Lock()
+		db.Memory[snap] = mc.mem
+		m.mu.Unlock()
 	case api.VMPoweredOff:
 		for _, d := range disks {
 			if err := m.cfg.Disks.Snapshot(ctx, "create", d, snap); err != nil {
@@ -170,6 +180,13 @@ func (m *Manager) RevertSnapshot(ctx context.Context, name, snap string) error {
 	state := mc.state
 	m.mu.Unlock()
 	if (state == api.VMPoweredOn || state == api.VMPaused) && s.Memory {
+		m.mu.Lock()
+		now := mc.mem
+		m.mu.Unlock()
+		if then, ok := db.Memory[snap]; ok && !sameLayout(then, now) {
+			return fmt.Errorf("%w: snapshot %q was taken with %d MiB of memory (%d MiB hot-added), %s now has %d MiB (%d MiB hot-added); power it off to revert to the snapshot's disks",
+				ErrState, snap, then.totalMiB(), then.hotAddedMiB(), name, now.totalMiB(), now.hotAddedMiB())
+		}
 		if err := hmp(ctx, mc, m, "loadvm "+snap); err != nil {
 			return err
 		}
@@ -237,6 +254,7 @@ func (m *Manager) DeleteSnapshot(ctx context.Context, name, snap string) error {
 		}
 	}
 	db.Snapshots = kept
+	delete(db.Memory, snap)
 	if db.Current == snap {
 		db.Current = ""
 	}

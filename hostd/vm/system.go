@@ -106,6 +106,19 @@ func (l *QEMULauncher) cgroup(ls LaunchSpec) (*os.File, error) {
 	return os.Open(vm)
 }
 
+// SetMemory sets the memory limit of a running VM's cgroup for memoryMiB
+// of guest memory (after a memory hot-add).
+func (l *QEMULauncher) SetMemory(name string, memoryMiB int) error {
+	if l.CgroupRoot == "" {
+		return nil
+	}
+	limit := int64(memoryMiB+memoryOverheadMiB) << 20
+	if err := os.WriteFile(filepath.Join(l.CgroupRoot, name, "memory.max"), []byte(strconv.FormatInt(limit, 10)), 0o644); err != nil {
+		return fmt.Errorf("memory.max: %w", err)
+	}
+	return nil
+}
+
 func splitPath(p string) []string {
 	var out []string
 	for p != "." && p != "/" && p != "" {

@@ -17,6 +17,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(withValid(`directBoot.kernel = "k"`, `directBoot.cmdline = "a \"b\" \\"`))
 	f.Add(withValid(`ethernet0.virtualDev = "virtio"`, `ethernet0.networkName = "pg"`, `ethernet0.addressType = "static"`, `ethernet0.address = "00:50:56:00:00:01"`))
 	f.Add(withValid(`sata0:0.fileName = "[iso] a.iso"`, `sata0:0.startConnected = "TRUE"`))
+	f.Add(withValid(`mem.hotadd = "TRUE"`, `mem.maxSize = "448"`))
 	f.Add([]byte("config.version = \"1\"\nscsi0:0.fileName = \"a\"\n"))
 	f.Add([]byte("x-a = \"\\\"\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

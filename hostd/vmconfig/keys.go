@@ -41,6 +41,12 @@ func scalars() []scalar {
 		{"memSize",
 			func(s *api.VMSpec) (string, bool) { return strconv.Itoa(s.MemoryMiB), true },
 			func(s *api.VMSpec, v string) error { return setInt(&s.MemoryMiB, v) }},
+		{"mem.hotadd",
+			func(s *api.VMSpec) (string, bool) { return formatBool(s.MemoryHotAdd), s.MemoryHotAdd },
+			func(s *api.VMSpec, v string) error { return setBool(&s.MemoryHotAdd, v) }},
+		{"mem.maxSize",
+			func(s *api.VMSpec) (string, bool) { return strconv.Itoa(s.MaxMemoryMiB), s.MaxMemoryMiB != 0 },
+			func(s *api.VMSpec, v string) error { return setInt(&s.MaxMemoryMiB, v) }},
 		{"firmware",
 			func(s *api.VMSpec) (string, bool) { return s.Firmware, true },
 			func(s *api.VMSpec, v string) error {
@@ -170,6 +176,14 @@ const (
 	MaxValueLen        = 64 << 10 // guestinfo blobs (cloud-init data) can be large
 	MaxFileSize        = 1 << 20
 )
+
+// MemoryBlockMiB is the unit of memory hot-add. Linux adds memory in
+// blocks of 128 MiB on x86-64 (the sparsemem section, and the memory block
+// size of VMs under 64 GiB) and refuses a DIMM whose start or size is not
+// block-aligned; QEMU itself needs only page alignment. DIMMs of whole
+// blocks, placed one after the other from the 1 GiB-aligned start of
+// QEMU's hot-plug area, keep every DIMM's address aligned too.
+const MemoryBlockMiB = 128
 
 const (
 	boolTrue  = "TRUE"

@@ -98,6 +98,7 @@ func validate(s api.VMSpec) []*Error {
 	}
 	c.intRange("numvcpus", s.VCPUs, 1, MaxVCPUs)
 	c.intRange("memSize", s.MemoryMiB, MinMemoryMiB, MaxMemoryMiB)
+	c.memoryHotAdd(s)
 	c.enum("firmware", s.Firmware, api.FirmwareBIOS, api.FirmwareUEFI)
 	if k := s.KernelBoot; k != nil {
 		c.file("directBoot.kernel", k.Kernel)
@@ -139,6 +140,28 @@ func validate(s api.VMSpec) []*Error {
 		c.text(k, v, MaxValueLen)
 	}
 	return c.errs
+}
+
+// memoryHotAdd checks mem.hotadd and mem.maxSize: the VM may grow from
+// memSize to mem.maxSize while it runs, in whole MemoryBlockMiB blocks.
+func (c *checker) memoryHotAdd(s api.VMSpec) {
+	const key = "mem.maxSize"
+	max := strconv.Itoa(s.MaxMemoryMiB)
+	room := s.MaxMemoryMiB - s.MemoryMiB
+	switch {
+	case !s.MemoryHotAdd:
+		if s.MaxMemoryMiB != 0 {
+			c.add(key, max, `only with mem.hotadd = "TRUE"`)
+		}
+	case s.MaxMemoryMiB == 0:
+		c.add(key, "", `missing: mem.hotadd = "TRUE" needs the most memory (MiB) the VM may grow to`)
+	case s.MaxMemoryMiB < s.MemoryMiB || s.MaxMemoryMiB > MaxMemoryMiB:
+		c.add(key, max, fmt.Sprintf("must be memSize (%d)-%d", s.MemoryMiB, MaxMemoryMiB))
+	case room%MemoryBlockMiB != 0:
+		low := s.MemoryMiB + room/MemoryBlockMiB*MemoryBlockMiB
+		c.add(key, max, fmt.Sprintf("memory is hot-added in blocks of %d MiB: mem.maxSize - memSize must be a multiple of %d (e.g. %d or %d)",
+			MemoryBlockMiB, MemoryBlockMiB, low, low+MemoryBlockMiB))
+	}
 }
 
 func (c *checker) disks(s api.VMSpec) {

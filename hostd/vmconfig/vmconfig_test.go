@@ -99,6 +99,8 @@ func TestRoundTrip(t *testing.T) {
 		}},
 		{"autostart disabled keeps order", func(s *api.VMSpec) { s.Autostart = api.Autostart{Order: 3, DelaySeconds: 10} }},
 		{"spaces in name", func(s *api.VMSpec) { s.Name = "Web Server 01" }},
+		{"memory hot-add", func(s *api.VMSpec) { s.MemoryHotAdd, s.MaxMemoryMiB = true, 64+3*MemoryBlockMiB }},
+		{"memory hot-add, grown to the maximum", func(s *api.VMSpec) { s.MemoryHotAdd, s.MemoryMiB, s.MaxMemoryMiB = true, 4096, 4096 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,6 +175,9 @@ func TestParseAccepts(t *testing.T) {
 					{Bus: api.DiskBusVirtio, File: "c", Provisioning: api.ProvisionExisting, Format: api.DiskRaw},
 				}
 			}},
+		{"ESXi's mem.hotadd, in any case", withValid(`MEM.HOTADD = "true"`, `mem.maxsize = "1088"`),
+			func(s *api.VMSpec) { s.MemoryHotAdd, s.MaxMemoryMiB = true, 1088 }},
+		{"memory hot-add off", withValid(`mem.hotadd = "FALSE"`), func(*api.VMSpec) {}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,6 +252,15 @@ func TestParseErrors(t *testing.T) {
 		{"new disk without size", withValid(`nvme0:0.fileName = "a.qcow2"`, `nvme0:0.provisioning = "thin"`), `nvme0:0.sizeMiB: missing: new disks need a size`},
 		{"unsafe name", file(`displayName = "../etc"`, `numvcpus = "1"`, `memSize = "64"`, `firmware = "bios"`),
 			`line 2: displayName = "../etc": must start with a letter or digit`},
+		{"hot-add without a maximum", withValid(`mem.hotadd = "TRUE"`),
+			`mem.maxSize: missing: mem.hotadd = "TRUE" needs the most memory (MiB) the VM may grow to`},
+		{"maximum without hot-add", withValid(`mem.maxSize = "1088"`),
+			`line 6: mem.maxSize = "1088": only with mem.hotadd = "TRUE"`},
+		{"maximum below memSize", withValid(`mem.hotadd = "TRUE"`, `mem.maxSize = "32"`),
+			`line 7: mem.maxSize = "32": must be memSize (64)-1048576`},
+		{"maximum not in whole blocks", withValid(`mem.hotadd = "TRUE"`, `mem.maxSize = "1024"`),
+			`line 7: mem.maxSize = "1024": memory is hot-added in blocks of 128 MiB: mem.maxSize - memSize must be a multiple of 128 (e.g. 960 or 1088)`},
+		{"hot-add not a boolean", withValid(`mem.hotadd = "yes"`), `line 6: mem.hotadd = "yes": not "TRUE" or "FALSE"`},
 		{"all problems at once", withValid(`numvcpus = "2"`, `bogus = "1"`, `autostart.delay = "-1"`),
 			"line 6: numvcpus = \"2\": duplicate key (first set on line 3)\nline 7: bogus = \"1\": unknown key\nline 8: autostart.delay = \"-1\": must be 0-3600"},
 	}
@@ -375,6 +389,14 @@ func TestValidate(t *testing.T) {
 			"directBoot.cmdline = \"a\nb\": control character in value"},
 		{"negative autostart order", func(s *api.VMSpec) { s.Autostart.Order = -1 },
 			`autostart.order = "-1": must be 0 (any order) or 1-1000`},
+		{"memory hot-add", func(s *api.VMSpec) { s.MemoryHotAdd, s.MemoryMiB, s.MaxMemoryMiB = true, 1000, 1000+8*MemoryBlockMiB }, ""},
+		{"memory hot-add without room", func(s *api.VMSpec) { s.MemoryHotAdd, s.MaxMemoryMiB = true, 64 }, ""},
+		{"memory hot-add beyond the limit", func(s *api.VMSpec) { s.MemoryHotAdd, s.MaxMemoryMiB = true, MaxMemoryMiB+64 },
+			`mem.maxSize = "1048640": must be memSize (64)-1048576`},
+		{"memory hot-add off with a maximum", func(s *api.VMSpec) { s.MaxMemoryMiB = 1088 },
+			`mem.maxSize = "1088": only with mem.hotadd = "TRUE"`},
+		{"memory hot-add, maximum not in whole blocks", func(s *api.VMSpec) { s.MemoryHotAdd, s.MemoryMiB, s.MaxMemoryMiB = true, 1000, 4000 },
+			`mem.maxSize = "4000": memory is hot-added in blocks of 128 MiB: mem.maxSize - memSize must be a multiple of 128 (e.g. 3944 or 4072)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
