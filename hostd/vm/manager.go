@@ -350,8 +350,22 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (api.VM, error)
 	if err != nil {
 		return api.VM{}, err
 	}
+	m.claimPorts(ctx, spec)
 	m.cfg.Publish("vm.created", spec.Name, "on "+req.Datastore)
 	return m.Get(spec.Name)
+}
+
+// claimPorts gives each vNIC its switch port as the vNIC is created (or
+// registered), not at its first power-on (HOSTD-6, VEM-2): Attach is
+// idempotent and keeps a vNIC's vEth. A port that cannot be had now (a
+// port group that does not exist yet) is logged; power-on tries again and
+// fails with the reason.
+func (m *Manager) claimPorts(ctx context.Context, spec api.VMSpec) {
+	for i, n := range spec.NICs {
+		if _, err := m.cfg.Ports.Attach(ctx, spec.Name, i, n.PortGroup, n.MAC); err != nil {
+			m.cfg.Log.Warn("no switch port for the vNIC yet", "vm", spec.Name, "nic", i, "port_group", n.PortGroup, "err", err)
+		}
+	}
 }
 
 // createDisks makes the disks the spec asks hostd to create (thin and
@@ -412,6 +426,7 @@ func (m *Manager) Register(ctx context.Context, datastore, path string) (api.VM,
 			return api.VM{}, err
 		}
 	}
+	m.claimPorts(ctx, mc.spec)
 	m.cfg.Publish("vm.registered", mc.spec.Name, "["+datastore+"] "+path)
 	return m.Get(mc.spec.Name)
 }
@@ -508,6 +523,7 @@ func (m *Manager) Reconfigure(ctx context.Context, name string, spec api.VMSpec)
 	m.mu.Lock()
 	mc.spec = spec
 	m.mu.Unlock()
+	m.claimPorts(ctx, spec)
 	m.cfg.Publish("vm.reconfigured", name, "")
 	return m.Get(name)
 }

@@ -322,6 +322,10 @@ func TestCreatePowerOnGuestShutdown(t *testing.T) {
 	if _, err := e.m.Create(ctx(t), CreateRequest{Datastore: "ds1", Spec: spec("web01", 512)}); !errors.Is(err, ErrExists) {
 		t.Errorf("second Create = %v, want ErrExists", err)
 	}
+	// The vNIC's switch port comes with the vNIC, before any power-on.
+	if n := e.ports.count(); n != 1 {
+		t.Errorf("after Create: %d ports, want the vNIC's", n)
+	}
 	v, err = e.m.PowerOn(ctx(t), "web01")
 	if err != nil {
 		t.Fatal(err)
