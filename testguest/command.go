@@ -3,6 +3,7 @@ package guest
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -19,12 +20,14 @@ const (
 	OpIP
 	OpMem
 	OpPowerOff
+	OpEcho
 )
 
 // Command is one parsed console line.
 type Command struct {
 	Op   Op
-	Text string // OpWrite only
+	Text string     // OpWrite only
+	Addr netip.Addr // OpEcho only
 }
 
 // MaxText bounds the text of a write: the console's line discipline passes
@@ -67,6 +70,12 @@ func ParseCommand(line string) (Command, error) {
 		return noArgs(OpMem)
 	case "poweroff":
 		return noArgs(OpPowerOff)
+	case "echo":
+		a, err := netip.ParseAddr(rest)
+		if !hasRest || err != nil || !a.Is4() {
+			return Command{}, fmt.Errorf("%w: echo IPV4-ADDRESS", ErrUsage)
+		}
+		return Command{Op: OpEcho, Addr: a}, nil
 	case "write":
 		if !hasRest || rest == "" {
 			return Command{}, fmt.Errorf("%w: write TEXT", ErrUsage)

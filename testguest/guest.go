@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Console answers start with this word, so a test can tell them from
@@ -29,6 +31,9 @@ type Guest struct {
 	MemTotal func() (int64, error)
 	// PowerOff turns the machine off; it returns only if that failed.
 	PowerOff func() error
+	// Echo sends ICMP echo requests to an address and returns the round
+	// trip of the first reply, for "echo" (the guest's ping).
+	Echo func(a netip.Addr) (time.Duration, error)
 
 	off sync.Once
 }
@@ -84,6 +89,15 @@ func (g *Guest) Answer(line string) (reply string, powerOff bool) {
 			return errReply(err), false
 		}
 		return fmt.Sprintf("%s MEM %d kB", Marker, kib), false
+	case OpEcho:
+		if g.Echo == nil {
+			return errReply(errors.New("echo not available")), false
+		}
+		rtt, err := g.Echo(c.Addr)
+		if err != nil {
+			return fmt.Sprintf("%s ECHO %s fail %s", Marker, c.Addr, strings.Join(strings.Fields(err.Error()), " ")), false
+		}
+		return fmt.Sprintf("%s ECHO %s ok %dus", Marker, c.Addr, rtt.Microseconds()), false
 	case OpPowerOff:
 		return "", true
 	}

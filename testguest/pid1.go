@@ -63,7 +63,8 @@ func (r Ready) String() string {
 func Run(ctx context.Context, stdout io.Writer) (err error) {
 	p := &pid1{out: NewLineWriter(stdout)}
 	p.log = slog.New(slog.NewTextHandler(p.out, nil)).With("c", "fvguest")
-	p.g = &Guest{Log: p.log, Out: p.out, FindDisk: p.findDisk, Addrs: InterfaceAddrs, MemTotal: memTotal, PowerOff: powerOff}
+	p.g = &Guest{Log: p.log, Out: p.out, FindDisk: p.findDisk, Addrs: InterfaceAddrs, MemTotal: memTotal, PowerOff: powerOff,
+		Echo: func(a netip.Addr) (time.Duration, error) { return ICMPEcho(a, 3, time.Second) }}
 	// A panic anywhere in the main goroutine ends in a clean power-off,
 	// never in a hung VM (the goroutines below guard themselves).
 	defer func() {
