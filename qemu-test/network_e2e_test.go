@@ -130,7 +130,13 @@ func TestTwoHostsVLANs(t *testing.T) {
 	t.Logf("a1 and b1 reached each other across the segment in VLAN 100 (host A on hub port %d, host B on %d), %.0fs in", portA, portB, time.Since(began).Seconds())
 
 	// And the guests ping each other themselves (the test guest's "echo":
-	// ICMP echo from its own kernel).
+	// ICMP echo from its own kernel). Their consoles, attached for the
+	// whole test (setup's closed with its subtests).
+	for _, h := range hosts {
+		for _, v := range h.vms {
+			v.con = attachConsole(t, h.c, v.name)
+		}
+	}
 	for _, p := range [][2]*vlanVM{{a1, b1}, {b1, a1}} {
 		re := regexp.MustCompile(`FVGUEST ECHO ` + regexp.QuoteMeta(p[1].ip) + ` (ok|fail)`)
 		if l := p[0].con.ask("echo "+p[1].ip, re); !strings.Contains(l, " ok ") {
@@ -331,7 +337,6 @@ func (h *vlanHost) setup(t *testing.T, token, gk, gi string) {
 	}
 	for _, v := range h.vms {
 		con := attachConsole(t, h.c, v.name)
-		v.con = con
 		ready := regexp.MustCompile(`FVGUEST READY name=` + v.name + ` mac=(\S+) ip=` + regexp.QuoteMeta(v.ip) + `\b`)
 		l, _ := con.wait(0, ready, 10*time.Minute)
 		if got := ready.FindStringSubmatch(l)[1]; !strings.EqualFold(got, v.mac) {
