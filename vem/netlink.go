@@ -283,6 +283,9 @@ func (k *NetlinkKernel) apply(c Change) error {
 		for _, r := range c.VLANs.Ranges() {
 			var err error
 			switch {
+			case c.Op == OpDelVLANs && r.From == r.To:
+				// A one-VLAN "range" is EINVAL to the kernel.
+				err = k.h.BridgeVlanDel(link, uint16(r.From), false, false, self, master)
 			case c.Op == OpDelVLANs:
 				err = k.h.BridgeVlanDelRange(link, uint16(r.From), uint16(r.To), false, false, self, master)
 			case r.From == r.To:
