@@ -101,7 +101,7 @@ func Plan(desired, observed KernelState) []Change {
 	var ch []Change
 	add := func(op Op, l Link) { ch = append(ch, Change{Op: op, Link: l}) }
 	flushed := map[string]bool{}    // links whose static entries are gone
-	vlanGone := map[FDBEntry]bool{} // (link, vlan) pairs removed, MAC empty
+	vlanGone := map[FDBEntry]bool{} // (link, vlan) pairs removed, MAC empty, their entries deleted
 	bridgeDefault := 0
 	if b, ok := observed.Find(BridgeName); ok && b.Bridge != nil {
 		bridgeDefault = b.Bridge.DefaultPVID
@@ -186,6 +186,14 @@ func Plan(desired, observed KernelState) []Change {
 				add(OpSetPortFlags, d)
 			}
 			if del := ob.VLANs.Minus(db.VLANs); !del.Empty() {
+				// The kernel keeps static entries of a VLAN that leaves
+				// a port (it only flushes learned ones): delete them
+				// first, while their VLAN is still there.
+				for _, e := range observed.FDB {
+					if e.Link == d.Name && del.Has(e.VLAN) && !flushed[e.Link] {
+						ch = append(ch, Change{Op: OpDelFDB, Link: Link{Name: e.Link}, FDB: e})
+					}
+				}
 				ch = append(ch, Change{Op: OpDelVLANs, Link: d, VLANs: del})
 				for _, r := range del.Ranges() {
 					for v := r.From; v <= r.To; v++ {

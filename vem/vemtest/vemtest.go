@@ -2,8 +2,8 @@
 // works on meaning (links, bridge ports, VLANs, static MAC entries), with
 // the kernel behaviours that make ordering matter: a link that joins a
 // bridge gets the bridge's default VLAN and loses its static entries, a VLAN
-// removed from a port takes its static entries along, entries need their
-// VLAN on the port, a master must exist before anything joins it, and only
+// removed from a port leaves its static entries behind (found on the real
+// kernel), entries need their VLAN on the port, a master must exist before anything joins it, and only
 // VEM-created links can be deleted.
 package vemtest
 
@@ -197,7 +197,8 @@ func (k *Kernel) apply(c vem.Change) error {
 			if c.VLANs.Has(bp.PVID) {
 				bp.PVID = 0
 			}
-			k.flush(func(e vem.FDBEntry) bool { return e.Link == d.Name && c.VLANs.Has(e.VLAN) })
+			// Like the kernel, static entries of the VLAN stay (only
+			// learned ones would be flushed, and the fake learns none).
 			return nil
 		}
 		if c.PVID && c.VLANs.Len() != 1 {
