@@ -72,7 +72,22 @@ func (k *NetlinkKernel) Observe(ctx context.Context) (KernelState, error) {
 	for _, l := range links {
 		names[l.Attrs().Index] = l.Attrs().Name
 	}
+	// One dump of every qdisc: asking per link makes the kernel dump all
+	// of them each time (the netlink package filters afterwards), which is
+	// quadratic in the ports (the 1,000-port bench spent most of its
+	// reconcile there).
+	qdiscs, err := k.h.QdiscList(nil)
+	if err != nil {
+		return KernelState{}, fmt.Errorf("list qdiscs: %w", err)
+	}
+	hasQdisc := map[int]bool{}
+	for _, q := range qdiscs {
+		if q.Type() == "ingress" || q.Type() == "tbf" {
+			hasQdisc[q.Attrs().LinkIndex] = true
+		}
+	}
 	var vlans map[int32][]*nl.BridgeVlanInfo
+	var flags map[int]BridgePort
 	var st KernelState
 	brIndex := 0
 	for _, l := range links {
@@ -110,7 +125,7 @@ func (k *NetlinkKernel) Observe(ctx context.Context) (KernelState, error) {
 				o.Kind = l.Type() // unexpected: Plan replaces it
 			}
 		}
-		if o.TCKey != "" && !k.hasQdisc(l) {
+		if o.TCKey != "" && !hasQdisc[a.Index] {
 			o.TCKey = "" // the alias says programmed, the kernel does not
 		}
 		st.Links = append(st.Links, o)
@@ -131,12 +146,16 @@ func (k *NetlinkKernel) Observe(ctx context.Context) (KernelState, error) {
 				continue
 			}
 			if l.Kind != KindBridge {
-				link := links[i]
-				pi, err := k.h.LinkGetProtinfo(link)
-				if err != nil {
-					return KernelState{}, fmt.Errorf("bridge port flags of %s: %w", l.Name, err)
+				if flags == nil {
+					if flags, err = portFlags(); err != nil {
+						return KernelState{}, fmt.Errorf("bridge port flags: %w", err)
+					}
 				}
-				l.BridgePort = &BridgePort{Learning: pi.Learning, Flood: pi.Flood, Isolated: pi.Isolated}
+				f, ok := flags[l.Index]
+				if !ok {
+					return KernelState{}, fmt.Errorf("bridge port flags of %s: not reported", l.Name)
+				}
+				l.BridgePort = &f
 			}
 			if !filtering {
 				k.tcStats(links[i], &l.Stats)
@@ -178,14 +197,50 @@ func (k *NetlinkKernel) Observe(ctx context.Context) (KernelState, error) {
 	return st, nil
 }
 
-func (k *NetlinkKernel) hasQdisc(l netlink.Link) bool {
-	qs, _ := k.h.QdiscList(l)
-	for _, q := range qs {
-		if q.Type() == "ingress" || q.Type() == "tbf" {
-			return true
+// portFlags reads the flags of every bridge port in one AF_BRIDGE dump
+// (netlink's LinkGetProtinfo dumps all ports for each one it is asked
+// about), by interface index. It uses the calling thread's network
+// namespace, like the rest of NetlinkKernel.
+func portFlags() (map[int]BridgePort, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+	req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]BridgePort{}
+	for _, m := range msgs {
+		ifi := nl.DeserializeIfInfomsg(m)
+		attrs, err := nl.ParseRouteAttr(m[ifi.Len():])
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range attrs {
+			if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
+				continue
+			}
+			infos, err := nl.ParseRouteAttr(a.Value)
+			if err != nil {
+				return nil, err
+			}
+			var bp BridgePort
+			for _, in := range infos {
+				if len(in.Value) == 0 {
+					continue
+				}
+				switch in.Attr.Type {
+				case nl.IFLA_BRPORT_LEARNING:
+					bp.Learning = in.Value[0] != 0
+				case nl.IFLA_BRPORT_UNICAST_FLOOD:
+					bp.Flood = in.Value[0] != 0
+				case nl.IFLA_BRPORT_ISOLATED:
+					bp.Isolated = in.Value[0] != 0
+				}
+			}
+			out[int(ifi.Index)] = bp
 		}
 	}
-	return false
+	return out, nil
 }
 
 // tcStats adds the drop counters of the VEM's ingress filters.
