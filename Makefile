@@ -48,9 +48,10 @@ image: ## build the host image (out/host) and the test guest (out/guest): kernel
 	$(GO) run ./image/cmd/mkimage build -profile guest -out $(OUT)/guest -cache $(CACHE) -version $(VERSION)
 
 .PHONY: lock
-lock: ## re-pin the images' Debian packages (image/debian.lock, image/guest.lock) to the archive's current versions
+lock: ## re-pin the images' Debian packages (image/debian.lock, image/guest.lock, image/bench.lock) to the archive's current versions
 	$(GO) run ./image/cmd/mkimage lock -profile host -cache $(CACHE)
 	$(GO) run ./image/cmd/mkimage lock -profile guest -cache $(CACHE)
+	$(GO) run ./image/cmd/mkimage lock -profile bench -cache $(CACHE)
 
 .PHONY: run
 run: image ## build the image and boot one host in QEMU (console in the foreground)

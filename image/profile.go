@@ -9,7 +9,11 @@
 // same bytes.
 package image
 
-import "github.com/flashvisor/flashvisor/api"
+import (
+	"slices"
+
+	"github.com/flashvisor/flashvisor/api"
+)
 
 // Profile declares the contents of one image. Everything a second image (the
 // VSM) needs to differ in is a field here, so adding it is a new func
@@ -61,7 +65,7 @@ type Program struct {
 
 // Profiles returns the known profiles by name.
 func Profiles() map[string]Profile {
-	return map[string]Profile{"host": HostProfile(), "guest": GuestProfile()}
+	return map[string]Profile{"host": HostProfile(), "guest": GuestProfile(), "bench": BenchProfile()}
 }
 
 // GuestProfile is the test guest that the end-to-end tests run as a VM: the
@@ -108,6 +112,9 @@ func HostProfile() Profile {
 			"e2fsprogs", "seabios", "ovmf", "ipxe-qemu",
 			// The emergency shell (flashvisor.shell=true only).
 			"busybox-static",
+			// Network throughput checks (ESXi ships iperf3 too); the VEM's
+			// in-host rate-limit tests measure with it.
+			"iperf3",
 		},
 		Modules: []string{
 			// Virtualisation.
@@ -144,9 +151,15 @@ func HostProfile() Profile {
 		},
 		// hostd gets three minutes at host shutdown: it shuts its VMs
 		// down (ACPI, then forced) before it exits.
-		Services: []api.ServiceSpec{{Name: "hostd", Path: "/usr/lib/flashvisor/hostd", StopTimeoutSeconds: 180}},
+		// vemd comes first: it restores the switch's last programming
+		// before hostd (or anything else) talks to the switch (VEM-8).
+		Services: []api.ServiceSpec{
+			{Name: "vemd", Path: "/usr/lib/flashvisor/vemd"},
+			{Name: "hostd", Path: "/usr/lib/flashvisor/hostd", StopTimeoutSeconds: 180},
+		},
 		Programs: []Program{
 			{Pkg: "./init/cmd/init", Dest: "/init"},
+			{Pkg: "./vem/cmd/vemd", Dest: "/usr/lib/flashvisor/vemd"},
 			{Pkg: "./hostd/cmd/hostd", Dest: "/usr/lib/flashvisor/hostd"},
 			{Pkg: "./cmd/fvctl", Dest: "/usr/bin/fvctl"},
 		},
@@ -155,6 +168,7 @@ func HostProfile() Profile {
 			"/usr/bin/qemu-img",
 			"/sbin/mke2fs", "/sbin/mkfs.ext4", "/sbin/e2fsck",
 			"/bin/busybox",
+			"/usr/bin/iperf3",
 			// QEMU's dlopen'd modules for a headless hypervisor.
 			"/usr/lib/x86_64-linux-gnu/qemu/accel-*.so",
 			"/usr/lib/x86_64-linux-gnu/qemu/hw-usb-host.so",
@@ -183,4 +197,37 @@ func HostProfile() Profile {
 			"/usr/share/qemu/OVMF.fd",
 		},
 	}
+}
+
+// BenchProfile is the host image plus Open vSwitch, for the VEM benchmark
+// (qemu-test/cmd/fvbench -only vem), which compares the VEM with a plain
+// bridge and with OVS inside one emulated host. OVS stays out of the host
+// image (its size) and gets its own lock, image/bench.lock, refreshed by
+// `make lock` with the others. Everything else is the host's: same kernel,
+// same programs and services.
+func BenchProfile() Profile {
+	p := HostProfile()
+	p.Name = "bench"
+	p.Lock = "image/bench.lock"
+	// ovsdb-server, ovsdb-tool, ovs-ofctl, ovs-appctl (common) and
+	// ovs-vswitchd, ovs-vsctl, ovs-dpctl, the schema (switch). Their Python
+	// and init-script dependencies contribute no file, so the lock leaves
+	// them out.
+	p.Packages = append(slices.Clone(p.Packages), "openvswitch-switch", "openvswitch-common")
+	// OVS's kernel datapath (its closure brings nsh, nf_conncount, nf_nat,
+	// nf_conntrack and the defrag modules), and the kernel's packet
+	// generator for the small-packet test.
+	p.Modules = append(slices.Clone(p.Modules), "openvswitch", "pktgen")
+	p.ModulesLoad = append(slices.Clone(p.ModulesLoad), "openvswitch", "pktgen")
+	p.Paths = append(slices.Clone(p.Paths),
+		"/usr/lib/openvswitch-switch/ovs-vswitchd",
+		"/usr/sbin/ovsdb-server",
+		"/usr/bin/ovsdb-tool",
+		"/usr/bin/ovs-vsctl",
+		"/usr/bin/ovs-ofctl",
+		"/usr/bin/ovs-appctl",
+		"/usr/bin/ovs-dpctl",
+		"/usr/share/openvswitch/vswitch.ovsschema",
+	)
+	return p
 }

@@ -259,7 +259,17 @@ func (k *NetlinkKernel) tcStats(l netlink.Link, s *Stats) {
 		}
 		var n uint64
 		for _, a := range acts {
-			if st := a.Attrs().Statistics; st != nil && st.Basic != nil {
+			st := a.Attrs().Statistics
+			switch {
+			case st == nil:
+			case f.Attrs().Priority == prioPolice:
+				// The policer sees every frame; what it dropped is
+				// its queue's drop count.
+				if st.Queue != nil {
+					n += uint64(st.Queue.Drops)
+				}
+			case st.Basic != nil:
+				// The drop actions drop every frame they see.
 				n += uint64(st.Basic.Packets)
 			}
 		}

@@ -45,9 +45,10 @@ func New(socket string) *Client {
 		},
 		MaxIdleConns: 2,
 	}
-	// Applying 1,000 ports takes seconds; a hung agent must not hang
-	// hostd forever.
-	return &Client{hc: &http.Client{Transport: tr, Timeout: 2 * time.Minute}}
+	// Applying 1,000 ports from scratch takes seconds on hardware and
+	// minutes under emulation; a hung agent must still not hang hostd
+	// forever.
+	return &Client{hc: &http.Client{Transport: tr, Timeout: 10 * time.Minute}}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

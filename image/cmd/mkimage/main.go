@@ -1,7 +1,9 @@
 // Command mkimage builds Flashvisor images and refreshes their package pins.
 //
-//	mkimage build -profile host|guest [-out out/PROFILE] -cache out/cache [-version V]
-//	mkimage lock -profile host|guest [-cache out/cache]
+//	mkimage build -profile host|guest|bench [-out out/PROFILE] -cache out/cache [-version V]
+//	mkimage lock -profile host|guest|bench [-cache out/cache]
+//
+// bench is the host image plus Open vSwitch, for fvbench -only vem.
 package main
 
 import (
@@ -34,7 +36,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet("mkimage "+cmd, flag.ContinueOnError)
-	profile := fs.String("profile", "host", "image profile")
+	profile := fs.String("profile", "host", "image profile: host, guest or bench (the host plus Open vSwitch)")
 	out := fs.String("out", "", "output directory (build; default out/PROFILE)")
 	cache := fs.String("cache", "out/cache", "download and extraction cache, shared between builds")
 	version := fs.String("version", "dev", "Flashvisor version recorded in the manifest (build)")

@@ -21,11 +21,12 @@ import (
 
 type options struct {
 	out      string // benchmarks.md to update
-	only     string // image, vm or all
+	only     string // image, vm, vem or all
 	boots    int
 	skipCold bool
 	vmRuns   int // power-ons per side for the latency median
 	vmMany   int // VMs powered on at once
+	vem      vemOptions
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -34,14 +35,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "benchmarks file to update")
 	fs.IntVar(&o.boots, "boots", 5, "boots for the boot-to-API median")
 	fs.BoolVar(&o.skipCold, "skip-cold", false, "skip the cold image build (it downloads every package again)")
-	fs.StringVar(&o.only, "only", "all", "benchmarks to run: image (build, sizes, boot), vm (power-on, hostd memory; uses out/host and out/guest) or all")
+	fs.StringVar(&o.only, "only", "all", "benchmarks to run: image (build, sizes, boot), vm (power-on, hostd memory; uses out/host and out/guest), "+
+		"vem (forwarding against a bridge and OVS, reconcile time and vemd memory with many ports; builds out/bench) or all")
 	fs.IntVar(&o.vmRuns, "vm-runs", 5, "power-ons through hostd and by hand for the latency medians")
 	fs.IntVar(&o.vmMany, "vm-many", 10, "VMs powered on at once")
+	fs.IntVar(&o.vem.runs, "vem-runs", 5, "repetitions of each VEM forwarding measurement (medians; the machine's other work makes single runs swing)")
+	fs.IntVar(&o.vem.seconds, "vem-seconds", 3, "length of each iperf3 test")
+	fs.IntVar(&o.vem.ports, "vem-ports", 1000, "vEth ports for the VEM's reconcile and memory figures")
+	fs.IntVar(&o.vem.reconcileRuns, "vem-reconcile-runs", 1, "repetitions of the VEM's reconcile measurement (medians); one takes about 6 minutes with 1,000 ports under emulation")
+	fs.StringVar(&o.vem.only, "vem-only", "forward,reconcile,memory", "VEM measurements to run (a partial run still rewrites the whole section)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if o.only != "image" && o.only != "vm" && o.only != "all" {
-		return fmt.Errorf("-only %q: want image, vm or all", o.only)
+	if o.only != "image" && o.only != "vm" && o.only != "vem" && o.only != "all" {
+		return fmt.Errorf("-only %q: want image, vm, vem or all", o.only)
 	}
 	root, err := qemutest.RepoRoot(".")
 	if err != nil {
@@ -53,7 +60,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if o.only == "vm" || o.only == "all" {
-		return runVM(ctx, root, o.out, o.vmRuns, o.vmMany, stdout)
+		if err := runVM(ctx, root, o.out, o.vmRuns, o.vmMany, stdout); err != nil {
+			return err
+		}
+	}
+	if o.only == "vem" || o.only == "all" {
+		return runVEM(ctx, root, o, stdout)
 	}
 	return nil
 }
