@@ -57,6 +57,16 @@ func attachConsole(t *testing.T, c *client.Client, vm string) *guestConsole {
 // wait returns the first line from index `from` on that matches re.
 func (g *guestConsole) wait(from int, re *regexp.Regexp, d time.Duration) (string, int) {
 	g.t.Helper()
+	l, i, ok := g.tryWait(from, re, d)
+	if !ok {
+		g.t.Fatalf("console: no line matching %s within %s", re, d)
+	}
+	return l, i
+}
+
+// tryWait is wait that reports a timeout instead of failing the test.
+func (g *guestConsole) tryWait(from int, re *regexp.Regexp, d time.Duration) (string, int, bool) {
+	g.t.Helper()
 	deadline := time.After(d)
 	for {
 		g.mu.Lock()
@@ -64,7 +74,7 @@ func (g *guestConsole) wait(from int, re *regexp.Regexp, d time.Duration) (strin
 			if re.MatchString(g.lines[i]) {
 				l := g.lines[i]
 				g.mu.Unlock()
-				return l, i + 1
+				return l, i + 1, true
 			}
 		}
 		ch := g.cond
@@ -72,7 +82,7 @@ func (g *guestConsole) wait(from int, re *regexp.Regexp, d time.Duration) (strin
 		select {
 		case <-ch:
 		case <-deadline:
-			g.t.Fatalf("console: no line matching %s within %s", re, d)
+			return "", 0, false
 		}
 	}
 }
@@ -436,7 +446,18 @@ func TestVMLifecycle(t *testing.T) {
 	mustSucceed(t, c)(c.CreateVM(ctx(t), api.VMCreateRequest{Datastore: "ds1", Spec: hw}))
 	mustSucceed(t, c)(c.PowerVM(ctx(t), "g2", "on", ""))
 	con2 := attachConsole(t, c, "g2")
-	con2.wait(0, regexp.MustCompile(`FVGUEST READY name=g2 mac=\S+ ip=192\.168\.77\.12`), 6*time.Minute)
+	ready2 := regexp.MustCompile(`FVGUEST READY name=g2 mac=\S+ ip=192\.168\.77\.12`)
+	if _, _, ok := con2.tryWait(0, ready2, 4*time.Minute); !ok {
+		// Nested guests under this machine's emulated SVM sometimes stop
+		// in early boot (seen in CI: g2 silent after its XSAVE warning
+		// for six minutes; the VM bench saw the same). Reset it once
+		// through hostd and say so; a second stall fails the test.
+		v, err := c.VM(ctx(t), "g2")
+		t.Logf("g2 not READY after 4 minutes (status %+v, %v): resetting it once through the API", v.Status, err)
+		from := con2.mark()
+		mustSucceed(t, c)(c.PowerVM(ctx(t), "g2", "reset", ""))
+		con2.wait(from, ready2, 6*time.Minute)
+	}
 	vnc, err := c.VNC(ctx(t), "g2")
 	if err != nil {
 		t.Errorf("VNC of g2: %v", err)
