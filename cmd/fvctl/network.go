@@ -468,24 +468,7 @@ func (a *app) uplinkCommand(ctx context.Context, rest []string) error {
 		fmt.Fprintf(a.stdout, "Uplink %s added as %s.\n", u.NIC, u.Port)
 		return nil
 	}
-	const cmd = "network uplink remove"
-	var g guardFlags
-	pos, err := a.subArgs(cmd, rest[1:], 1, g.define)
-	if err != nil {
-		return err
-	}
-	if err := g.check(cmd); err != nil {
-		return err
-	}
-	c, err := a.connect(ctx)
-	if err != nil {
-		return err
-	}
-	nc, err := c.RemoveUplink(ctx, pos[0])
-	if err != nil {
-		return a.explainNet(err)
-	}
-	return a.done(ctx, nc, g, "Uplink %s removed.", pos[0])
+	return a.guardedRemove(ctx, "network uplink remove", rest[1:], nil, (*client.Client).RemoveUplink, "Uplink %s removed.")
 }
 
 // channelModes maps --mode to the API's port-channel modes.
@@ -520,30 +503,12 @@ func (a *app) portChannelCommand(ctx context.Context, rest []string) error {
 	if len(rest) == 0 || (rest[0] != "add" && rest[0] != "remove" && rest[0] != "rm") {
 		return usagef("network portchannel: want add PoN --mode MODE NIC... or remove PoN")
 	}
-	var g guardFlags
 	if rest[0] != "add" {
 		const cmd = "network portchannel remove"
-		pos, err := a.subArgs(cmd, rest[1:], 1, g.define)
-		if err != nil {
-			return err
-		}
-		if err := g.check(cmd); err != nil {
-			return err
-		}
-		name, err := portChannelName(cmd, pos[0])
-		if err != nil {
-			return err
-		}
-		c, err := a.connect(ctx)
-		if err != nil {
-			return err
-		}
-		nc, err := c.RemovePortChannel(ctx, name)
-		if err != nil {
-			return a.explainNet(err)
-		}
-		return a.done(ctx, nc, g, "Port-channel %s removed; its NICs stay uplinks.", name)
+		return a.guardedRemove(ctx, cmd, rest[1:], func(n string) (string, error) { return portChannelName(cmd, n) },
+			(*client.Client).RemovePortChannel, "Port-channel %s removed; its NICs stay uplinks.")
 	}
+	var g guardFlags
 	const cmd = "network portchannel add"
 	var mode string
 	pos, err := a.subArgsRange(cmd, rest[1:], 2, math.MaxInt, func(fs *flag.FlagSet) {
@@ -946,7 +911,14 @@ func vmknicConfig(s api.VMKNICStatus) (api.VMKNIC, error) {
 }
 
 func (a *app) vmknicRemove(ctx context.Context, args []string) error {
-	const cmd = "network vmknic remove"
+	return a.guardedRemove(ctx, "network vmknic remove", args, nil, (*client.Client).RemoveVMKNIC, "vmknic %s removed.")
+}
+
+// guardedRemove runs "CMD NAME [guard flags]": check (and maybe
+// normalize) the name, call remove, and confirm the change if the host
+// guarded it. done is a format with the name.
+func (a *app) guardedRemove(ctx context.Context, cmd string, args []string, check func(string) (string, error),
+	remove func(*client.Client, context.Context, string) (*api.NetworkChange, error), done string) error {
 	var g guardFlags
 	pos, err := a.subArgs(cmd, args, 1, g.define)
 	if err != nil {
@@ -955,15 +927,21 @@ func (a *app) vmknicRemove(ctx context.Context, args []string) error {
 	if err := g.check(cmd); err != nil {
 		return err
 	}
+	name := pos[0]
+	if check != nil {
+		if name, err = check(name); err != nil {
+			return err
+		}
+	}
 	c, err := a.connect(ctx)
 	if err != nil {
 		return err
 	}
-	nc, err := c.RemoveVMKNIC(ctx, pos[0])
+	nc, err := remove(c, ctx, name)
 	if err != nil {
 		return a.explainNet(err)
 	}
-	return a.done(ctx, nc, g, "vmknic %s removed.", pos[0])
+	return a.done(ctx, nc, g, done, name)
 }
 
 // Confirming a guarded change: attempts are retried (the new address may
