@@ -206,6 +206,11 @@ func TestVMLifecycle(t *testing.T) {
 		qemutest.WithBlankDisk("state", 64), qemutest.WithBlankDisk("spare", 2048),
 		qemutest.WithAppend("flashvisor.initstate=/dev/vda", "flashvisor.token="+token, "flashvisor.shell=true"))
 	c, _ := waitAPI(t, host, token)
+	t.Cleanup(func() {
+		if t.Failed() {
+			diagnoseHost(t, c, host)
+		}
+	})
 
 	// A datastore on the spare disk (/dev/vdb).
 	mustSucceed(t, c)(c.CreateDatastore(ctx(t), api.DatastoreCreateRequest{Name: "ds1", Device: "vdb"}))
@@ -473,16 +478,25 @@ func TestVMLifecycle(t *testing.T) {
 
 	// Host reboot: the datastore is mounted again, the VM listed and, being
 	// marked for autostart, running again.
+	up, err := c.Host(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Reboot(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "host rebooted with g1 autostarted", 6*time.Minute, func() error {
+	// Going down includes shutting g1 down over ACPI; judge the new host
+	// only once the old one is gone (its uptime drops).
+	waitFor(t, "host going down", 5*time.Minute, func() error {
 		h, err := c.Host(ctx(t))
-		if err != nil {
-			return err
+		if err == nil && h.UptimeSeconds >= up.UptimeSeconds {
+			return errors.New("still up")
 		}
-		if h.UptimeSeconds > 300 {
-			return errors.New("not rebooted yet")
+		return nil
+	})
+	waitFor(t, "host rebooted with g1 autostarted", 6*time.Minute, func() error {
+		if _, err := c.Host(ctx(t)); err != nil {
+			return err
 		}
 		v, err := c.VM(ctx(t), "g1")
 		if err != nil {
@@ -518,4 +532,33 @@ func TestVMLifecycle(t *testing.T) {
 		}
 	}
 	t.Errorf("hostd did not shut the VMs down at host shutdown")
+}
+
+// diagnoseHost logs what a failed test needs to tell a hostd fault from an
+// emulation stall: the host console's tail, hostd's log and recent events.
+func diagnoseHost(t *testing.T, c *client.Client, host *qemutest.VM) {
+	tail := host.Console()
+	if len(tail) > 80 {
+		tail = tail[len(tail)-80:]
+	}
+	t.Logf("host console, last %d lines:\n%s", len(tail), strings.Join(tail, "\n"))
+	cx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if log, err := c.ServiceLog(cx, "hostd"); err == nil {
+		lines := log.Lines
+		if len(lines) > 80 {
+			lines = lines[len(lines)-80:]
+		}
+		t.Logf("hostd log, last %d lines:\n%s", len(lines), strings.Join(lines, "\n"))
+	} else {
+		t.Logf("hostd log: %v", err)
+	}
+	if evs, err := c.Events(cx, 0); err == nil {
+		if len(evs) > 40 {
+			evs = evs[len(evs)-40:]
+		}
+		for _, e := range evs {
+			t.Logf("event %+v", e)
+		}
+	}
 }
