@@ -36,6 +36,10 @@ type PortGroup struct {
 	// System marks a port group whose VLAN must come up at boot before
 	// anything else (management, storage): a system VLAN (VEM-6).
 	System bool `json:"system,omitempty"`
+	// Switch is empty for the host's standalone switch; for a port profile
+	// of the distributed switch (exported by the VSM, read-only here) it
+	// is the switch's name.
+	Switch string `json:"switch,omitempty"`
 }
 
 // Uplink is a physical NIC on the standalone switch: an Eth port.

@@ -469,3 +469,26 @@ type VSMJoinRequest struct {
 	HostUUID string      `json:"host_uuid"`
 	Uplinks  []VSMUplink `json:"uplinks,omitempty"`
 }
+
+// VSMLinkStatus is a host's view of its VSM connection (hostd GET
+// /api/v1/vsm, from the VEM).
+type VSMLinkStatus struct {
+	Joined     bool   `json:"joined"`
+	DomainID   int    `json:"domain_id,omitempty"`
+	SwitchName string `json:"switch_name,omitempty"`
+	// VSM is the address connected to (or last tried).
+	VSM        string `json:"vsm,omitempty"`
+	Connected  bool   `json:"connected"`
+	Headless   bool   `json:"headless"`
+	Module     int    `json:"module,omitempty"`
+	Epoch      uint64 `json:"epoch,omitempty"`
+	Generation uint64 `json:"generation,omitempty"`
+	// ForeignDomain counts dropped messages of another domain; StaleEpoch
+	// refused programming from an older VSM epoch.
+	ForeignDomain uint64 `json:"foreign_domain"`
+	StaleEpoch    uint64 `json:"stale_epoch"`
+	// Profiles are the VSM's enabled vethernet port profiles: the host
+	// offers them as port groups of the distributed switch (VSM-5).
+	Profiles  []PortProfile `json:"profiles,omitempty"`
+	LastError string        `json:"last_error,omitempty"`
+}

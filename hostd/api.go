@@ -50,7 +50,7 @@ func (s *Server) routeTable() []route {
 		{"GET", v + "/services/{name}/log", s.serviceLog},
 		{"POST", v + "/services/{name}/restart", s.restartService},
 		{"POST", v + "/services/{name}/signal", s.signalService},
-	}, s.storageRoutes(v), s.taskRoutes(v), s.vmRoutes(v), s.portGroupRoutes(v), s.datastoreFileRoutes(v), s.diskRoutes(v))
+	}, s.storageRoutes(v), s.taskRoutes(v), s.vmRoutes(v), s.portGroupRoutes(v), s.vsmRoutes(v), s.datastoreFileRoutes(v), s.diskRoutes(v))
 }
 
 // Routes returns "METHOD PATH" for every endpoint the server registers.

@@ -88,6 +88,9 @@ type Options struct {
 	OpenVMs OpenVMs
 	// VEM is the VEM agent, for its debug views (nil: 503).
 	VEM VEM
+	// VSM joins the host to a distributed switch and lists both switches'
+	// port groups (nil: 503, and only the standalone switch's are listed).
+	VSM VSM
 	// ManagementAddrs, if set, lists the management vmknics' addresses
 	// now: the API then listens on every address but answers only on
 	// these and the boot management address (see mgmtListener).

@@ -107,6 +107,9 @@ func portGroupError(w http.ResponseWriter, err error) {
 
 func (s *Server) listPortGroups(w http.ResponseWriter, r *http.Request) {
 	list := s.pgs.PortGroups()
+	if s.o.VSM != nil {
+		list = s.o.VSM.PortGroups()
+	}
 	if list == nil {
 		list = []api.PortGroup{}
 	}

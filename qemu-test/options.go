@@ -34,6 +34,7 @@ type disk struct {
 // free port at start".
 type forward struct {
 	hostPort, guestPort int
+	guestIP             string // "" for the VM's own DHCP address
 }
 
 type config struct {
@@ -109,6 +110,16 @@ func WithBlankDisk(name string, sizeMiB int) Option {
 // to guestPort on the VM's user-mode NIC; vm.HostAddr(guestPort) tells which.
 func WithForward(guestPort int) Option {
 	return func(c *config) { c.forwards = append(c.forwards, forward{guestPort: guestPort}) }
+}
+
+// WithForwardTo forwards a free 127.0.0.1 port to guestIP:guestPort on the
+// user-mode network: another machine behind the VM's NIC, such as a nested
+// VM bridged onto it (the VSM). vm.HostAddrTo(guestIP, guestPort) tells
+// which port; from inside any emulated machine it is 10.0.2.2:that port.
+func WithForwardTo(guestIP string, guestPort int) Option {
+	return func(c *config) {
+		c.forwards = append(c.forwards, forward{guestIP: guestIP, guestPort: guestPort})
+	}
 }
 
 // WithForwardPort forwards the fixed 127.0.0.1:hostPort to guestPort (for

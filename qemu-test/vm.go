@@ -43,10 +43,12 @@ type VM struct {
 	logf     func(format string, args ...any)
 	report   func(format string, args ...any) // failure reporting (t.Errorf)
 	hostFwd  map[int]string                   // guest port -> 127.0.0.1:port
-	macs     []string                         // by NIC index
-	disks    map[string]string                // blank disk name -> path
-	qmpPath  string
-	qmpTmp   string // short temporary folder for the QMP socket, removed at Close
+	// hostFwdTo maps "guestIP:port" -> 127.0.0.1:port (WithForwardTo).
+	hostFwdTo map[string]string
+	macs      []string          // by NIC index
+	disks     map[string]string // blank disk name -> path
+	qmpPath   string
+	qmpTmp    string // short temporary folder for the QMP socket, removed at Close
 
 	cmd        *exec.Cmd
 	exited     chan struct{} // closed when QEMU has exited and been reaped
@@ -172,6 +174,7 @@ func boot(name string, c config, report func(string, ...any)) (*VM, error) {
 		logf:       c.logf,
 		report:     report,
 		hostFwd:    map[int]string{},
+		hostFwdTo:  map[string]string{},
 		disks:      map[string]string{},
 		exited:     make(chan struct{}),
 		consoleEOF: make(chan struct{}),
@@ -223,6 +226,15 @@ func boot(name string, c config, report func(string, ...any)) (*VM, error) {
 			if hp, err = freePort(); err != nil {
 				return nil, err
 			}
+		}
+		if f.guestIP != "" {
+			key := net.JoinHostPort(f.guestIP, strconv.Itoa(f.guestPort))
+			if _, dup := vm.hostFwdTo[key]; dup {
+				return nil, fmt.Errorf("%s forwarded twice", key)
+			}
+			vm.hostFwdTo[key] = net.JoinHostPort("127.0.0.1", strconv.Itoa(hp))
+			fwd = append(fwd, fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-%s:%d", hp, f.guestIP, f.guestPort))
+			continue
 		}
 		if _, dup := vm.hostFwd[f.guestPort]; dup {
 			return nil, fmt.Errorf("guest port %d forwarded twice", f.guestPort)
@@ -475,6 +487,12 @@ func (vm *VM) Accel() string { return vm.accel }
 // HostAddr is the 127.0.0.1:PORT forwarded to guestPort, or "" when the port
 // was not forwarded (WithForward).
 func (vm *VM) HostAddr(guestPort int) string { return vm.hostFwd[guestPort] }
+
+// HostAddrTo is the 127.0.0.1:port forwarded to guestIP:guestPort
+// (WithForwardTo).
+func (vm *VM) HostAddrTo(guestIP string, guestPort int) string {
+	return vm.hostFwdTo[net.JoinHostPort(guestIP, strconv.Itoa(guestPort))]
+}
 
 // MAC is the MAC address of the VM's NIC number index: 0 is the
 // user-mode NIC, 1 the first WithHubNIC... "" for no such NIC.

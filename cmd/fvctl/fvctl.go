@@ -108,6 +108,21 @@ Commands:
   vem show card|ports|mac|counters [--json]
                                      the VEM agent's view: its card, ports and states, MAC
                                      table, per-port counters (vemcmd show ...)
+  vsm deploy --datastore DS --domain N --vsm-token T [--ip CIDR[,GW]] [--name vsm]
+            [--role standalone|primary|secondary] [--peer HOST:PORT] [--advertise HOST:PORT,...]
+            [--control-portgroup PG] [--mgmt-portgroup PG] [--packet-portgroup PG]
+            [--memory MIB] [--image out/vsm] [--no-start]
+                                     create and power on the VSM VM on --host from the VSM
+                                     image: 1 vCPU, vNICs control, management, packet
+  vsm join --vsm ADDR [--uplink NIC=PROFILE]...
+                                     join --host to the VSM's switch, handing it NICs as
+                                     uplinks with an ethernet (capability uplink) profile
+  vsm leave                          take --host off the distributed switch
+  vsm status [--json]                --host's link to its VSM: slot, connected/headless
+  vsm cli --vsm ADDR [LINE]...       run NX-OS lines on the VSM (stdin when none), e.g.
+                                     fvctl vsm cli "show module"
+            the VSM's API: --vsm ADDR ($FVCTL_VSM), --vsm-token ($FVCTL_VSM_TOKEN),
+            --vsm-fingerprint ($FVCTL_VSM_FINGERPRINT); trusted like a host
   task list [--json]                 recent and running tasks
   task show ID [--json]              one task
   task wait ID [--json]              wait for a task to end; exit 1 if it failed
@@ -263,6 +278,8 @@ func (a *app) run(ctx context.Context, args []string) error {
 		return a.networkCommand(ctx, rest)
 	case "vem":
 		return a.vemCommand(ctx, rest)
+	case "vsm":
+		return a.vsmCommand(ctx, rest)
 	case "disk", "disks":
 		return a.diskCommand(ctx, rest)
 	}

@@ -6,6 +6,7 @@ package cmdline
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -75,6 +76,13 @@ type Config struct {
 	Shell     bool   // emergency shell on the console
 	NTP       []string
 	Syslog    string
+	// VSM image only (VSM-1): the switch's domain ID for a fresh
+	// configuration, the redundancy role, the address(es) hosts reach this
+	// VSM at (host:port; default its management address) and the HA peer.
+	VSMDomain    int
+	VSMRole      string
+	VSMAdvertise []string
+	VSMPeer      string
 }
 
 var (
@@ -162,6 +170,33 @@ func Parse(line string) (Config, error) {
 				continue
 			}
 			c.Syslog = v
+		case "vsm.domain":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 4095 {
+				bad(k, v, "domain ID must be 1-4095")
+				continue
+			}
+			c.VSMDomain = n
+		case "vsm.role":
+			if v != "standalone" && v != "primary" && v != "secondary" {
+				bad(k, v, "must be standalone, primary or secondary")
+				continue
+			}
+			c.VSMRole = v
+		case "vsm.advertise":
+			for _, s := range strings.Split(v, ",") {
+				if _, _, err := net.SplitHostPort(s); err != nil {
+					bad(k, v, "want host:port[,host:port]")
+					continue
+				}
+				c.VSMAdvertise = append(c.VSMAdvertise, s)
+			}
+		case "vsm.peer":
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				bad(k, v, "want host:port")
+				continue
+			}
+			c.VSMPeer = v
 		default:
 			bad(k, v, "unknown key")
 		}
