@@ -11,6 +11,7 @@ VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export FV_IMAGE_DIR := $(abspath $(HOST_IMAGE))
 export FV_IMAGE_CACHE := $(abspath $(CACHE))
 export FV_GUEST_IMAGE_DIR := $(abspath $(OUT)/guest)
+export FV_VSM_IMAGE_DIR := $(abspath $(OUT)/vsm)
 
 # Debian packages the build, the tests and `make run` need on this machine.
 # The image's own Debian parts are pinned in image/debian.lock and fetched
@@ -32,7 +33,7 @@ deps: ## install build and test dependencies (apt + Go modules); run as root
 
 .PHONY: build
 build: ## build the Go programs into out/bin
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/ ./cmd/fvctl ./hostd/cmd/hostd ./init/cmd/init ./image/cmd/mkimage ./qemu-test/cmd/fvrun ./testguest/cmd/fvguest
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/ ./cmd/fvctl ./hostd/cmd/hostd ./init/cmd/init ./image/cmd/mkimage ./qemu-test/cmd/fvrun ./testguest/cmd/fvguest ./vsm/cmd/vsm
 
 .PHONY: test
 test: ## unit and root integration tests (go vet, go test ./...)
@@ -43,15 +44,17 @@ test: ## unit and root integration tests (go vet, go test ./...)
 	$(GO) test ./...
 
 .PHONY: image
-image: ## build the host image (out/host) and the test guest (out/guest): kernel, initramfs, manifest
+image: ## build the host image (out/host), the VSM image (out/vsm) and the test guest (out/guest): kernel, initramfs, manifest
 	$(GO) run ./image/cmd/mkimage build -profile host -out $(HOST_IMAGE) -cache $(CACHE) -version $(VERSION)
+	$(GO) run ./image/cmd/mkimage build -profile vsm -out $(OUT)/vsm -cache $(CACHE) -version $(VERSION)
 	$(GO) run ./image/cmd/mkimage build -profile guest -out $(OUT)/guest -cache $(CACHE) -version $(VERSION)
 
 .PHONY: lock
-lock: ## re-pin the images' Debian packages (image/debian.lock, image/guest.lock, image/bench.lock) to the archive's current versions
+lock: ## re-pin the images' Debian packages (image/debian.lock, guest.lock, bench.lock, vsm.lock) to the archive's current versions
 	$(GO) run ./image/cmd/mkimage lock -profile host -cache $(CACHE)
 	$(GO) run ./image/cmd/mkimage lock -profile guest -cache $(CACHE)
 	$(GO) run ./image/cmd/mkimage lock -profile bench -cache $(CACHE)
+	$(GO) run ./image/cmd/mkimage lock -profile vsm -cache $(CACHE)
 
 .PHONY: run
 run: image ## build the image and boot one host in QEMU (console in the foreground)

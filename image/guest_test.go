@@ -24,9 +24,12 @@ func TestGuestKernelMatchesHost(t *testing.T) {
 		}
 		return out
 	}
-	host, guest := kernelPins(HostProfile()), kernelPins(GuestProfile())
+	host, guest, vsm := kernelPins(HostProfile()), kernelPins(GuestProfile()), kernelPins(VSMProfile())
 	if len(host) != 1 || len(guest) != 1 || host[0] != guest[0] {
 		t.Errorf("kernel pins: host %+v, guest %+v; want the same single pin (run make lock)", host, guest)
+	}
+	if len(vsm) != 1 || len(host) != 1 || vsm[0] != host[0] {
+		t.Errorf("kernel pins: host %+v, vsm %+v; want the same single pin (run make lock)", host, vsm)
 	}
 	if l, err := ReadLock(filepath.Join("..", GuestProfile().Lock)); err == nil && len(l.Pins) != 1 {
 		t.Errorf("guest lock pins %d packages, want the kernel only", len(l.Pins))

@@ -65,7 +65,7 @@ type Program struct {
 
 // Profiles returns the known profiles by name.
 func Profiles() map[string]Profile {
-	return map[string]Profile{"host": HostProfile(), "guest": GuestProfile(), "bench": BenchProfile()}
+	return map[string]Profile{"host": HostProfile(), "guest": GuestProfile(), "bench": BenchProfile(), "vsm": VSMProfile()}
 }
 
 // GuestProfile is the test guest that the end-to-end tests run as a VM: the
@@ -230,4 +230,39 @@ func BenchProfile() Profile {
 		"/usr/share/openvswitch/vswitch.ovsschema",
 	)
 	return p
+}
+
+// VSMProfile is the distributed switch's control plane as a VM image
+// (VSM-1): the host's kernel and init, the vsm service instead of hostd and
+// vemd, and only the drivers a VM needs. hostd runs it like any VM (1 vCPU,
+// at most 512 MiB, three virtio NICs: control, management, packet, and a
+// small disk that init turns into the state partition). No Debian userland:
+// the vsm program serves its CLI over SSH and HTTPS itself.
+func VSMProfile() Profile {
+	drivers := []string{
+		"virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "sd_mod",
+		"virtio_console", "virtio_rng",
+		// The state partition and the ACPI power button (hostd shuts the
+		// VSM down like any guest).
+		"ext4", "button", "evdev",
+	}
+	return Profile{
+		Name: "vsm",
+		// The host's kernel (TestGuestKernelMatchesHost checks the pins).
+		Lock:   "image/vsm.lock",
+		Kernel: "linux-image-amd64",
+		// mke2fs for the state partition (init formats it at first
+		// boot); busybox only for the emergency shell.
+		Packages:    []string{"e2fsprogs", "busybox-static"},
+		Modules:     drivers,
+		ModulesLoad: drivers,
+		Services: []api.ServiceSpec{
+			{Name: "vsm", Path: "/usr/lib/flashvisor/vsm", StopTimeoutSeconds: 10},
+		},
+		Programs: []Program{
+			{Pkg: "./init/cmd/init", Dest: "/init"},
+			{Pkg: "./vsm/cmd/vsm", Dest: "/usr/lib/flashvisor/vsm"},
+		},
+		Paths: []string{"/bin/busybox", "/sbin/mke2fs", "/sbin/mkfs.ext4", "/sbin/e2fsck"},
+	}
 }

@@ -2,9 +2,13 @@ package vem_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -145,5 +149,156 @@ func TestServerRefusesBadBodies(t *testing.T) {
 	}
 	if _, ok := a.Config(); ok {
 		t.Errorf("a bad body configured the agent")
+	}
+}
+
+// fakeLink is a VSM link and local-config owner that records its calls.
+type fakeLink struct {
+	status  api.VSMLinkStatus
+	local   api.SwitchConfig
+	err     error // returned by Join, Leave, Attach, Detach, SetLocal
+	joined  []api.VSMJoin
+	calls   []string
+	attachA api.VSMAttachBody
+}
+
+func (f *fakeLink) Status() api.VSMLinkStatus { return f.status }
+func (f *fakeLink) Join(ctx context.Context, j api.VSMJoin) error {
+	f.calls = append(f.calls, "join")
+	f.joined = append(f.joined, j)
+	return f.err
+}
+func (f *fakeLink) Leave(ctx context.Context) error { f.calls = append(f.calls, "leave"); return f.err }
+func (f *fakeLink) Attach(ctx context.Context, a api.VSMAttachBody) (string, error) {
+	f.calls = append(f.calls, "attach")
+	f.attachA = a
+	if f.err != nil {
+		return "", f.err
+	}
+	return "Veth12", nil
+}
+func (f *fakeLink) Detach(ctx context.Context, d api.VSMDetachBody) error {
+	f.calls = append(f.calls, "detach "+d.Owner)
+	return f.err
+}
+func (f *fakeLink) Local() (api.SwitchConfig, bool) { return f.local, f.local.Module != 0 }
+func (f *fakeLink) SetLocal(ctx context.Context, sc api.SwitchConfig) error {
+	f.calls = append(f.calls, "set local")
+	if f.err != nil {
+		return f.err
+	}
+	f.local = sc
+	return nil
+}
+func (f *fakeLink) CheckLocal(sc api.SwitchConfig) error {
+	f.calls = append(f.calls, "check local")
+	return f.err
+}
+
+func TestServerVSMRoutes(t *testing.T) {
+	ctx := context.Background()
+	a, _ := vem.New(vem.Options{Kernel: vemtest.New("eth0", "eth1", "eth2")})
+	if err := a.SetConfig(ctx, testConfig()); err != nil {
+		t.Fatal(err)
+	}
+	// Without a link: no /v1/vsm.
+	if _, err := serve(t, a).VSMStatus(ctx); err == nil || !strings.Contains(err.Error(), api.ErrNotFound) {
+		t.Errorf("VSMStatus without a link = %v, want not_found", err)
+	}
+
+	fl := &fakeLink{status: api.VSMLinkStatus{Joined: true, DomainID: 7, Module: 5, VSM: "10.0.0.5:2001", Connected: false}}
+	sock := filepath.Join(t.TempDir(), "vem.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: (&vem.Server{Agent: a, Local: fl, VSM: fl}).Handler()}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c := vemclient.New(sock)
+
+	card, err := c.Card(ctx)
+	if err != nil || card.Mode != api.SwitchVSM || card.DomainID != 7 || card.Module != 5 || card.VSM != "10.0.0.5:2001" || card.Connected || !card.Headless {
+		t.Errorf("card of a headless VEM = %+v, %v", card, err)
+	}
+	fl.status.Connected = true
+	if card, _ := c.Card(ctx); !card.Connected || card.Headless {
+		t.Errorf("card of a connected VEM = %+v", card)
+	}
+	if st, err := c.VSMStatus(ctx); err != nil || !reflect.DeepEqual(st, fl.status) {
+		t.Errorf("VSMStatus = %+v, %v", st, err)
+	}
+
+	j := api.VSMJoin{Opaque: api.VSMOpaque{DomainID: 7}, Key: "secret"}
+	if _, err := c.JoinVSM(ctx, j); err != nil || len(fl.joined) != 1 || fl.joined[0].Key != "secret" {
+		t.Errorf("JoinVSM = %v (joined %+v)", err, fl.joined)
+	}
+	if err := c.LeaveVSM(ctx); err != nil {
+		t.Errorf("LeaveVSM = %v", err)
+	}
+	if port, err := c.AttachVSM(ctx, api.VSMAttachBody{RequestID: 9, Owner: "vm:x/nic0", Profile: "web"}); err != nil || port != "Veth12" || fl.attachA.Owner != "vm:x/nic0" {
+		t.Errorf("AttachVSM = %q, %v", port, err)
+	}
+	if err := c.DetachVSM(ctx, api.VSMDetachBody{Owner: "vm:x/nic0"}); err != nil {
+		t.Errorf("DetachVSM = %v", err)
+	}
+
+	// The local part goes through the link; ?merged=1 is the agent's.
+	local := testConfig()
+	local.Ports = local.Ports[:1]
+	if _, err := c.SetConfig(ctx, local); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckConfig(ctx, local); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Config(ctx); err != nil || len(got.Ports) != 1 {
+		t.Errorf("Config = %d ports, %v; want the local part's 1", len(got.Ports), err)
+	}
+	if got, err := c.AppliedConfig(ctx); err != nil || len(got.Ports) != 6 {
+		t.Errorf("AppliedConfig = %d ports, %v; want the agent's 6", len(got.Ports), err)
+	}
+	want := []string{"join", "leave", "attach", "detach vm:x/nic0", "set local", "check local"}
+	if !slices.Equal(fl.calls, want) {
+		t.Errorf("calls = %q, want %q", fl.calls, want)
+	}
+
+	// Errors keep their meaning through the API.
+	for _, tc := range []struct {
+		err    error
+		status int
+		check  func(error) bool
+	}{
+		{fmt.Errorf("x: %w", vem.ErrHeadless), 503, vemclient.IsHeadless},
+		{fmt.Errorf("x: %w", vem.ErrBadRequest), 400, vemclient.IsInvalid},
+		{fmt.Errorf("x: %w", vem.ErrInvalid), 400, vemclient.IsInvalid},
+		{vem.ErrNotJoined, 409, nil},
+		{vem.ErrJoinedElsewhere, 409, nil},
+		{vem.ErrRefused, 409, nil},
+		{vem.ErrNoAnswer, 504, nil},
+		{errors.New("disk full"), 500, nil},
+	} {
+		fl.err = tc.err
+		_, err := c.AttachVSM(ctx, api.VSMAttachBody{Owner: "vm:x/nic0", Profile: "web"})
+		var ve *vemclient.Error
+		if !errors.As(err, &ve) || ve.Status != tc.status || (tc.check != nil && !tc.check(err)) {
+			t.Errorf("AttachVSM with %v = %v, want HTTP %d", tc.err, err, tc.status)
+		}
+	}
+	fl.err = nil
+	// Strict bodies.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return net.Dial("unix", sock)
+	}}}
+	for _, body := range []string{`{"opaque":{},"frob":1}`, `{}{}`, `{`} {
+		req, _ := http.NewRequest("PUT", "http://vem/v1/vsm/join", strings.NewReader(body))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("PUT /v1/vsm/join %s = %d, want 400", body, resp.StatusCode)
+		}
 	}
 }

@@ -32,7 +32,7 @@ type VEM interface {
 	AttachVSM(ctx context.Context, a api.VSMAttachBody) (port string, err error)
 	DetachVSM(ctx context.Context, d api.VSMDetachBody) error
 	Ports(ctx context.Context) ([]api.PortStatus, error)
-	JoinVSM(ctx context.Context, j api.VSMJoin) error
+	JoinVSM(ctx context.Context, j api.VSMJoin) (api.VSMLinkStatus, error)
 	LeaveVSM(ctx context.Context) error
 }
 
@@ -253,7 +253,7 @@ func (p *Ports) Status(ctx context.Context) (api.VSMLinkStatus, error) { return 
 
 // Join hands the host to a VSM: the VEM stores the bundle and connects.
 func (p *Ports) Join(ctx context.Context, j api.VSMJoin) error {
-	if err := p.VEM.JoinVSM(ctx, j); err != nil {
+	if _, err := p.VEM.JoinVSM(ctx, j); err != nil {
 		if p.IsInvalid != nil && p.IsInvalid(err) {
 			return fmt.Errorf("%w: %w", netseam.ErrInvalid, err)
 		}

@@ -57,11 +57,11 @@ func (f *fakeVEM) DetachVSM(ctx context.Context, d api.VSMDetachBody) error {
 	return nil
 }
 func (f *fakeVEM) Ports(ctx context.Context) ([]api.PortStatus, error) { return f.ports, nil }
-func (f *fakeVEM) JoinVSM(ctx context.Context, j api.VSMJoin) error {
+func (f *fakeVEM) JoinVSM(ctx context.Context, j api.VSMJoin) (api.VSMLinkStatus, error) {
 	f.st = api.VSMLinkStatus{Joined: true, Connected: true, DomainID: j.Opaque.DomainID, SwitchName: j.Opaque.SwitchName,
 		Profiles: []api.PortProfile{{Name: "web", Type: api.ProfileVethernet, Mode: api.ModeAccess, AccessVLAN: 100, Enabled: true},
 			{Name: "VM Network", Type: api.ProfileVethernet, Mode: api.ModeAccess, AccessVLAN: 5, Enabled: true}}}
-	return nil
+	return f.st, nil
 }
 func (f *fakeVEM) LeaveVSM(ctx context.Context) error { f.st = api.VSMLinkStatus{}; return nil }
 

@@ -54,6 +54,12 @@ const (
 	DatastoresFile = "datastores.json"
 	// VEMStateFile is the VEM's last applied programming (VEM-8).
 	VEMStateFile = "vem/programming.json"
+	// VEMJoinFile is the VSM join data hostd handed the VEM (opaque data,
+	// CA, client certificate and key: 0600; VSM-6).
+	VEMJoinFile = "vem/vsm-join.json"
+	// VEMLinkStateFile is the VSM's part of the programming with its
+	// generation, epoch and module (VEM-8, VSM-7).
+	VEMLinkStateFile = "vem/vsm-state.json"
 	// SwitchFile is the standalone switch's configuration (VEM-7), kept
 	// by hostd.
 	SwitchFile = "network/switch.json"

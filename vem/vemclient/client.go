@@ -31,6 +31,13 @@ func IsInvalid(err error) bool {
 	return errors.As(err, &e) && e.Code == api.ErrBadRequest
 }
 
+// IsHeadless reports whether err is the agent saying it has no connection
+// to its VSM (no vEth can be created until it has one).
+func IsHeadless(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == api.ErrHeadless
+}
+
 // Client is a VEM agent client.
 type Client struct {
 	hc *http.Client
@@ -101,6 +108,13 @@ func (c *Client) Config(ctx context.Context) (api.SwitchConfig, error) {
 	return v, c.do(ctx, "GET", "/v1/config", nil, &v)
 }
 
+// AppliedConfig returns what the agent applies: the local part merged
+// with the VSM's when the host has joined a switch.
+func (c *Client) AppliedConfig(ctx context.Context) (api.SwitchConfig, error) {
+	var v api.SwitchConfig
+	return v, c.do(ctx, "GET", "/v1/config?merged=1", nil, &v)
+}
+
 // SetConfig applies a whole switch config and returns the ports' status.
 func (c *Client) SetConfig(ctx context.Context, sc api.SwitchConfig) ([]api.PortStatus, error) {
 	var v []api.PortStatus
@@ -122,4 +136,40 @@ func (c *Client) Ports(ctx context.Context) ([]api.PortStatus, error) {
 func (c *Client) MACs(ctx context.Context) ([]api.MACEntry, error) {
 	var v []api.MACEntry
 	return v, c.do(ctx, "GET", "/v1/macs", nil, &v)
+}
+
+// VSMStatus is the state of the agent's link to its VSM.
+func (c *Client) VSMStatus(ctx context.Context) (api.VSMLinkStatus, error) {
+	var v api.VSMLinkStatus
+	return v, c.do(ctx, "GET", "/v1/vsm", nil, &v)
+}
+
+// JoinVSM hands the agent the host's join data (it stores it, key
+// included, and connects to the VSM); joining the same domain again
+// replaces it.
+func (c *Client) JoinVSM(ctx context.Context, j api.VSMJoin) (api.VSMLinkStatus, error) {
+	var v api.VSMLinkStatus
+	return v, c.do(ctx, "PUT", "/v1/vsm/join", j, &v)
+}
+
+// LeaveVSM makes the host leave its switch: the VSM's ports go, the local
+// (standalone) part stays.
+func (c *Client) LeaveVSM(ctx context.Context) error {
+	return c.do(ctx, "DELETE", "/v1/vsm/join", nil, nil)
+}
+
+// AttachVSM asks the VSM (through the agent) for a vEth for a vNIC or
+// vmknic and returns its name, VethN; the port itself arrives with the
+// VSM's next config. IsHeadless(err) while the agent has no VSM
+// connection.
+func (c *Client) AttachVSM(ctx context.Context, a api.VSMAttachBody) (string, error) {
+	a.RequestID = 0 // the agent's own
+	var v api.VEMAttachResult
+	return v.Port, c.do(ctx, "POST", "/v1/vsm/attach", a, &v)
+}
+
+// DetachVSM tells the VSM the owner's vEth is no longer needed here
+// (Release: freed for good).
+func (c *Client) DetachVSM(ctx context.Context, d api.VSMDetachBody) error {
+	return c.do(ctx, "POST", "/v1/vsm/detach", d, nil)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/datastore"
 	"github.com/flashvisor/flashvisor/hostd"
+	"github.com/flashvisor/flashvisor/hostd/dvs"
 	"github.com/flashvisor/flashvisor/hostd/events"
 	"github.com/flashvisor/flashvisor/hostd/initclient"
 	"github.com/flashvisor/flashvisor/hostd/task"
@@ -90,6 +91,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	} else {
 		vo.net = n
 		o.ManagementAddrs = n.managementAddrs
+		// VMs reach both switches: the host's own and, once joined, the
+		// VSM's (hostd/dvs).
+		n.dvs = &dvs.Ports{Local: n.sw, VEM: vc, IsInvalid: vemclient.IsInvalid, Log: log.With("c", "dvs")}
+		if _, err := n.dvs.Refresh(ctx); err != nil {
+			log.Warn("VSM link status unknown", "err", err)
+		}
+		o.VSM = n.dvs
 	}
 	o.OpenVMs = vo.open(log)
 	o.OpenDisks = vo.openDisks

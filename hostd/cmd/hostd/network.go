@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/hostd"
+	"github.com/flashvisor/flashvisor/hostd/dvs"
 	"github.com/flashvisor/flashvisor/hostd/events"
 	"github.com/flashvisor/flashvisor/hostd/initclient"
 	"github.com/flashvisor/flashvisor/hostd/vswitch"
@@ -26,6 +27,7 @@ import (
 // switch, handed to the VEM agent, and the vmknics.
 type network struct {
 	sw  *vswitch.Switch
+	dvs *dvs.Ports
 	vmk *vmknic.Manager
 	log *slog.Logger
 }

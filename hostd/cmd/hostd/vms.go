@@ -68,6 +68,10 @@ func (vo vmOptions) open(log *slog.Logger) hostd.OpenVMs {
 			return nil, nil, fmt.Errorf("no switch: VMs unavailable (see the switch error above)")
 		}
 		ports := vo.net.sw
+		var vmPorts vm.Ports = ports
+		if vo.net.dvs != nil {
+			vmPorts = vo.net.dvs
+		}
 		if ds == nil {
 			return nil, ports, fmt.Errorf("no datastores: VMs unavailable")
 		}
@@ -87,7 +91,7 @@ func (vo vmOptions) open(log *slog.Logger) hostd.OpenVMs {
 			InventoryFile: filepath.Join(stateDir, "inventory.json"),
 			RunDir:        vo.runDir,
 			Datastore:     resolve,
-			Ports:         ports,
+			Ports:         vmPorts,
 			Launcher:      &vm.QEMULauncher{Log: log, Binary: vo.qemu, CgroupRoot: vo.cgroupRoot},
 			Disks:         vm.QEMUImg{Binary: vo.qemuImg},
 			Dial: func(ctx context.Context, p string) (*qmp.Client, error) {

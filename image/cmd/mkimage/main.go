@@ -36,7 +36,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet("mkimage "+cmd, flag.ContinueOnError)
-	profile := fs.String("profile", "host", "image profile: host, guest or bench (the host plus Open vSwitch)")
+	profile := fs.String("profile", "host", "image profile: host, vsm, guest or bench (the host plus Open vSwitch)")
 	out := fs.String("out", "", "output directory (build; default out/PROFILE)")
 	cache := fs.String("cache", "out/cache", "download and extraction cache, shared between builds")
 	version := fs.String("version", "dev", "Flashvisor version recorded in the manifest (build)")

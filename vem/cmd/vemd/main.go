@@ -1,8 +1,9 @@
 // Command vemd is the VEM agent, run by init as a supervised service before
 // hostd. It restores the last applied switch programming from the state
-// partition (VEM-8), then serves its local API on a unix socket and
-// reconciles periodically. Forwarding is the kernel's: vemd exiting or
-// being killed leaves every port as it is.
+// partition (VEM-8), starts the link to the VSM if the host has joined a
+// switch (vem/vsmlink; headless until connected), then serves its local
+// API on a unix socket and reconciles periodically. Forwarding is the
+// kernel's: vemd exiting or being killed leaves every port as it is.
 package main
 
 import (
@@ -24,6 +25,7 @@ import (
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/internal/layout"
 	"github.com/flashvisor/flashvisor/vem"
+	"github.com/flashvisor/flashvisor/vem/vsmlink"
 )
 
 func main() {
@@ -45,6 +47,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	bootInfo := fs.String("boot-info", layout.BootInfoFile, "boot facts written by init (state dir, host UUID)")
 	manifest := fs.String("manifest", layout.ManifestFile, "image manifest (version)")
 	stateFile := fs.String("state", "", "last applied programming (default: <state dir>/"+layout.VEMStateFile+")")
+	joinFile := fs.String("vsm-join", "", "VSM join data (default: <state dir>/"+layout.VEMJoinFile+")")
+	linkFile := fs.String("vsm-state", "", "VSM link state (default: <state dir>/"+layout.VEMLinkStateFile+")")
 	interval := fs.Duration("interval", 30*time.Second, "reconcile period (repairs what someone changed by hand)")
 	debug := fs.Bool("debug", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
@@ -62,12 +66,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	} else if err := json.Unmarshal(data, &bi); err != nil {
 		log.Warn("boot info unreadable", "err", err)
 	}
-	if *stateFile == "" {
-		dir := bi.StateDir
-		if dir == "" {
-			dir = layout.StateDir
+	dir := bi.StateDir
+	if dir == "" {
+		dir = layout.StateDir
+	}
+	for _, f := range []struct {
+		p   *string
+		rel string
+	}{{stateFile, layout.VEMStateFile}, {joinFile, layout.VEMJoinFile}, {linkFile, layout.VEMLinkStateFile}} {
+		if *f.p == "" {
+			*f.p = filepath.Join(dir, f.rel)
 		}
-		*stateFile = filepath.Join(dir, layout.VEMStateFile)
 	}
 	var mf api.Manifest
 	if data, err := os.ReadFile(*manifest); err == nil {
@@ -96,6 +105,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info("switch programming restored", "file", *stateFile)
 	}
 
+	// The link comes up in the background: the restored programming
+	// already forwards (headless until the VSM answers).
+	link, err := vsmlink.New(vsmlink.Options{Agent: agent, JoinFile: *joinFile, StateFile: *linkFile,
+		HostUUID: bi.HostUUID, Hostname: bi.Hostname, Version: mf.Version, Log: log.With("component", "vsmlink")})
+	if err != nil {
+		return err
+	}
+	if st := link.Status(); st.Joined {
+		log.Info("joined to a VSM: connecting in the background", "domain", st.DomainID, "module", st.Module)
+	}
+	go link.Run(ctx)
+
 	if err := os.MkdirAll(filepath.Dir(*socket), 0o755); err != nil {
 		return err
 	}
@@ -108,7 +129,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           (&vem.Server{Agent: agent, HostUUID: bi.HostUUID, Hostname: bi.Hostname, Version: mf.Version, Log: log}).Handler(),
+		Handler: (&vem.Server{Agent: agent, Local: link, VSM: link,
+			HostUUID: bi.HostUUID, Hostname: bi.Hostname, Version: mf.Version, Log: log}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() {

@@ -1,0 +1,343 @@
+//go:build e2e
+
+package qemutest_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/api/client"
+	qemutest "github.com/flashvisor/flashvisor/qemu-test"
+)
+
+// vsmIP is the VSM VM's static management address on host A's user-mode
+// network (behind vSwitch0's "VM Network", bridged onto eth0).
+const vsmIP = "10.0.2.16"
+
+// TestVSMTwoHosts is the distributed switch end to end (VSM-1..6, VSM-8,
+// VEM-6, VEM-8, VEM-9): host A runs the VSM VM, deployed from the VSM
+// image with fvctl; hosts A and B join domain 18 (their eth1, on one
+// virtual Ethernet segment, handed to the switch as uplinks); the VSM's
+// `show module` lists them in slots 3 and 4; port profiles made on the
+// VSM's CLI become port groups on both hosts; nested guests on profile web
+// (VLAN 100) ping each other across the hosts while one on db (VLAN 200)
+// cannot reach them; web moved to VLAN 200 moves the ports; with the VSM
+// VM powered off the guests keep talking (headless) and it comes back
+// with the modules in their slots and no reprogramming.
+//
+// Host B reaches the VSM the way a remote host would reach it over L3:
+// through its management network (user-mode NAT to this machine, which
+// forwards a port to the VSM behind host A).
+func TestVSMTwoHosts(t *testing.T) {
+	began := time.Now()
+	gk, gi := qemutest.GuestImage(t)
+	vk, vi := vsmImage(t)
+	fv := buildFvctl(t)
+	cfg := t.TempDir()
+	token := qemutest.RandomToken(t)
+	hub := qemutest.StartHub(t)
+
+	a := &vlanHost{name: "vsma", vms: []*vlanVM{{name: "a1", portGroup: "web", ip: "10.100.0.1"}}}
+	b := &vlanHost{name: "vsmb", vms: []*vlanVM{
+		{name: "b1", portGroup: "web", ip: "10.100.0.2"},
+		{name: "b2", portGroup: "db", ip: "10.100.0.3"},
+	}}
+	hosts := []*vlanHost{a, b}
+	for _, h := range hosts {
+		keyboard, typing := io.Pipe()
+		t.Cleanup(func() { typing.Close() })
+		h.typing = typing
+		opts := []qemutest.Option{qemutest.WithConsoleInput(keyboard), qemutest.WithTimeout(30 * time.Minute),
+			qemutest.WithHubNIC(hub),
+			qemutest.WithBlankDisk("state", 64), qemutest.WithBlankDisk("spare", 1024),
+			qemutest.WithAppend("flashvisor.initstate=/dev/vda", "flashvisor.token="+token,
+				"flashvisor.hostname=e2e-"+h.name, "flashvisor.shell=true")}
+		if h == a {
+			opts = append(opts, qemutest.WithMemory(2560),
+				qemutest.WithForwardTo(vsmIP, 443), qemutest.WithForwardTo(vsmIP, api.VSMDefaultPort), qemutest.WithForwardTo(vsmIP, 22))
+		}
+		h.vm = bootHost(t, h.name, opts...)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, h := range hosts {
+				h.diagnose(t)
+				if h.c != nil {
+					if st, err := h.c.VSMStatus(context.Background()); err == nil {
+						t.Logf("%s VSM link: %+v", h.name, st)
+					}
+				}
+			}
+		}
+	})
+
+	t.Run("setup", func(t *testing.T) {
+		for _, h := range hosts {
+			t.Run(h.name, func(t *testing.T) {
+				t.Parallel()
+				start := time.Now()
+				h.c, _ = waitAPI(t, h.vm, token)
+				t.Logf("%s: API ready %.0fs after boot", h.name, time.Since(start).Seconds())
+				mustSucceed(t, h.c)(h.c.CreateDatastore(ctx(t), api.DatastoreCreateRequest{Name: "ds1", Device: "vdb"}))
+				upload(t, h.c, "ds1", gk, "guest/vmlinuz")
+				upload(t, h.c, "ds1", gi, "guest/initrd.img")
+			})
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	hostA := func(args ...string) (string, error) {
+		return fvctl(t, fv, cfg, append([]string{"--host", a.vm.HostAddr(apiPort), "--token", token, "--insecure"}, args...)...)
+	}
+	hostB := func(args ...string) (string, error) {
+		return fvctl(t, fv, cfg, append([]string{"--host", b.vm.HostAddr(apiPort), "--token", token, "--insecure"}, args...)...)
+	}
+	vsmAPI := a.vm.HostAddrTo(vsmIP, 443)
+	vsmFlags := []string{"--vsm", vsmAPI, "--vsm-token", token}
+
+	// VSM-1: deploy the VSM VM on host A from the VSM image. Hosts find it
+	// at its own address (host A's VEM, on the same segment) or through
+	// this machine's forward (host B, over its management network).
+	advertise := fmt.Sprintf("%s:%d,10.0.2.2:%s", vsmIP, api.VSMDefaultPort, portOf(a.vm.HostAddrTo(vsmIP, api.VSMDefaultPort)))
+	imgDir := filepath.Dir(vk)
+	if filepath.Dir(vi) != imgDir {
+		t.Fatalf("VSM kernel and initrd in different folders: %s, %s", vk, vi)
+	}
+	if _, err := hostA("vsm", "deploy", "--datastore", "ds1", "--domain", "18", "--vsm-token", token,
+		"--ip", vsmIP+"/24,10.0.2.2", "--advertise", advertise, "--image", imgDir, "--memory", "320"); err != nil {
+		t.Fatalf("fvctl vsm deploy: %v", err)
+	}
+	vsmCon := attachConsole(t, a.c, "vsm")
+	vc := waitVSM(t, vsmAPI, token, vsmCon)
+	t.Logf("VSM API up %.0fs into the test", time.Since(began).Seconds())
+
+	// The switch's configuration, on the VSM's CLI.
+	cli := func(lines ...string) string {
+		t.Helper()
+		r, err := vc.VSMCLI(ctx(t), lines...)
+		if err != nil || r.Error != "" {
+			t.Fatalf("VSM CLI %q: %v %s\n%s", lines, err, r.Error, r.Output)
+		}
+		return r.Output
+	}
+	cli("configure terminal",
+		"vlan 100", "vlan 200",
+		"port-profile type ethernet uplink", "capability uplink", "switchport mode trunk",
+		"switchport trunk allowed vlan 100,200", "state enabled",
+		"port-profile type vethernet web", "switchport mode access", "switchport access vlan 100", "state enabled",
+		"port-profile type vethernet db", "switchport mode access", "switchport access vlan 200", "state enabled",
+		"end", "copy running-config startup-config")
+
+	// VSM-2, VSM-6: both hosts join; A first, so A is slot 3 and B slot 4.
+	for _, h := range []struct {
+		name string
+		run  func(...string) (string, error)
+	}{{"A", hostA}, {"B", hostB}} {
+		if _, err := h.run(append([]string{"vsm", "join", "--uplink", "eth1=uplink"}, vsmFlags...)...); err != nil {
+			t.Fatalf("host %s: fvctl vsm join: %v", h.name, err)
+		}
+	}
+	for i, h := range hosts {
+		waitFor(t, h.name+" connected to the VSM", 2*time.Minute, func() error {
+			st, err := h.c.VSMStatus(ctx(t))
+			if err != nil {
+				return err
+			}
+			if !st.Connected || st.Module != 3+i {
+				return fmt.Errorf("link %+v, want connected in slot %d", st, 3+i)
+			}
+			return nil
+		})
+	}
+	mods := cli("show module")
+	for i, h := range hosts {
+		re := regexp.MustCompile(fmt.Sprintf(`(?m)^%d\s+\d+\s+Virtual Ethernet Module`, 3+i))
+		if !re.MatchString(mods) || !strings.Contains(mods, "e2e-"+h.name) {
+			t.Errorf("show module lacks %s in slot %d:\n%s", h.name, 3+i, mods)
+		}
+	}
+
+	// VSM-5: the profiles are port groups on both hosts; guests use them.
+	for _, h := range hosts {
+		pgs, err := h.c.PortGroups(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, pg := range pgs {
+			if pg.Switch != "" {
+				names = append(names, pg.Name)
+			}
+		}
+		if !strings.Contains(strings.Join(names, ","), "db") || !strings.Contains(strings.Join(names, ","), "web") {
+			t.Errorf("%s: distributed port groups %v, want db and web", h.name, names)
+		}
+	}
+	for _, h := range hosts {
+		h.startGuests(t)
+	}
+	a1, b1, b2 := a.vms[0], b.vms[0], b.vms[1]
+	for _, h := range hosts {
+		for _, v := range h.vms {
+			v.con = attachConsole(t, h.c, v.name)
+		}
+	}
+	echo := func(from, to *vlanVM, want string) {
+		t.Helper()
+		re := regexp.MustCompile(`FVGUEST ECHO ` + regexp.QuoteMeta(to.ip) + ` (ok|fail)`)
+		if l := from.con.ask("echo "+to.ip, re); !strings.Contains(l, " "+want) {
+			t.Errorf("%s pinging %s: %q, want %s", from.name, to.name, l, want)
+		}
+	}
+	echo(a1, b1, "ok")
+	echo(b1, a1, "ok")
+	echo(a1, b2, "fail")
+	// Three vEths, numbered by the VSM around the hosts' own (vswif0 and
+	// the VSM VM's vNICs are on vSwitch0's port groups).
+	ifs := cli("show interface brief")
+	if n := len(regexp.MustCompile(`(?m)^Veth\d+`).FindAllString(ifs, -1)); n != 3 {
+		t.Errorf("show interface brief lists %d vEths, want 3 (a1, b1, b2):\n%s", n, ifs)
+	}
+	t.Logf("guests on web talk across hosts, db is apart; %.0fs into the test", time.Since(began).Seconds())
+
+	// VSM-5: moving web to VLAN 200 moves its ports, live.
+	cli("configure terminal", "port-profile type vethernet web", "switchport access vlan 200", "end")
+	waitFor(t, "a1 reaching b2 once web is in VLAN 200", 2*time.Minute, func() error {
+		re := regexp.MustCompile(`FVGUEST ECHO ` + regexp.QuoteMeta(b2.ip) + ` (ok|fail)`)
+		if l := a1.con.ask("echo "+b2.ip, re); !strings.Contains(l, " ok") {
+			return fmt.Errorf("a1 -> b2: %q", l)
+		}
+		return nil
+	})
+
+	// VSM-8, VEM-8: the VSM powered off, traffic goes on; the VEMs say
+	// headless. It comes back with the modules in the same slots, without
+	// reprogramming the VEMs.
+	changes := map[string]uint64{}
+	for _, h := range hosts {
+		card, err := h.c.VEMCard(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes[h.name] = card.Changes
+	}
+	mustSucceed(t, a.c)(a.c.PowerVM(ctx(t), "vsm", "off", ""))
+	for _, h := range hosts {
+		waitFor(t, h.name+" headless", time.Minute, func() error {
+			card, err := h.c.VEMCard(ctx(t))
+			if err != nil {
+				return err
+			}
+			if !card.Headless {
+				return fmt.Errorf("card %+v, want headless", card)
+			}
+			return nil
+		})
+	}
+	echo(a1, b1, "ok")
+	echo(b1, a1, "ok")
+	mustSucceed(t, a.c)(a.c.PowerVM(ctx(t), "vsm", "on", ""))
+	vc = waitVSM(t, vsmAPI, token, vsmCon)
+	for i, h := range hosts {
+		waitFor(t, h.name+" back on the VSM", 3*time.Minute, func() error {
+			st, err := h.c.VSMStatus(ctx(t))
+			if err != nil {
+				return err
+			}
+			if !st.Connected || st.Module != 3+i {
+				return fmt.Errorf("link %+v, want connected in slot %d", st, 3+i)
+			}
+			return nil
+		})
+		card, err := h.c.VEMCard(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if card.Headless || card.Changes != changes[h.name] {
+			t.Errorf("%s after the VSM came back: headless %v, kernel changes %d -> %d; want connected and no reprogramming",
+				h.name, card.Headless, changes[h.name], card.Changes)
+		}
+	}
+	echo(a1, b1, "ok")
+	if mods := cli("show module"); !regexp.MustCompile(`(?m)^4\s+\d+\s+Virtual Ethernet Module`).MatchString(mods) {
+		t.Errorf("show module after the VSM restart:\n%s", mods)
+	}
+	t.Logf("TestVSMTwoHosts done in %.0fs", time.Since(began).Seconds())
+}
+
+// startGuests creates and powers on a host's guests one at a time.
+func (h *vlanHost) startGuests(t *testing.T) {
+	t.Helper()
+	for _, v := range h.vms {
+		spec := api.VMSpec{
+			Name: v.name, VCPUs: 1, MemoryMiB: 128, Firmware: api.FirmwareBIOS,
+			KernelBoot: &api.KernelBoot{Kernel: "[ds1] guest/vmlinuz", Initrd: "[ds1] guest/initrd.img",
+				Cmdline: fmt.Sprintf("console=ttyS0 fvguest.name=%s fvguest.ip=%s/24", v.name, v.ip)},
+			NICs:          []api.NIC{{Model: api.NICVirtio, PortGroup: v.portGroup, AddressType: api.MACGenerated}},
+			SerialConsole: true,
+		}
+		mustSucceed(t, h.c)(h.c.CreateVM(ctx(t), api.VMCreateRequest{Datastore: "ds1", Spec: spec}))
+		got, err := h.c.VM(ctx(t), v.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.mac = strings.ToLower(got.Spec.NICs[0].MAC)
+		mustSucceed(t, h.c)(h.c.PowerVM(ctx(t), v.name, "on", ""))
+		con := attachConsole(t, h.c, v.name)
+		ready := regexp.MustCompile(`FVGUEST READY name=` + v.name + ` mac=\S+ ip=` + regexp.QuoteMeta(v.ip) + `\b`)
+		con.wait(0, ready, 10*time.Minute)
+		t.Logf("%s: %s READY on %s", h.name, v.name, v.portGroup)
+	}
+}
+
+// vsmImage is the VSM image's kernel and initrd (make image builds it).
+func vsmImage(t *testing.T) (kernel, initrd string) {
+	dir := os.Getenv("FV_VSM_IMAGE_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "out", "vsm")
+	}
+	kernel, initrd, err := qemutest.HostImageIn(dir)
+	if err != nil {
+		t.Fatalf("VSM image: %v (make image builds it)", err)
+	}
+	return kernel, initrd
+}
+
+func portOf(addr string) string {
+	i := strings.LastIndexByte(addr, ':')
+	return addr[i+1:]
+}
+
+// waitVSM waits for the VSM's API (it boots as a nested VM) and returns a
+// client pinned to the certificate it presents.
+func waitVSM(t *testing.T, addr, token string, con *guestConsole) *client.Client {
+	t.Helper()
+	var c *client.Client
+	waitFor(t, "the VSM's API", 6*time.Minute, func() error {
+		cx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		fp, err := client.FetchFingerprint(cx, addr)
+		if err != nil {
+			return err
+		}
+		cl, err := client.New(client.Options{Addr: addr, Token: token, Fingerprint: fp})
+		if err != nil {
+			return err
+		}
+		if _, err := cl.VSMModules(cx); err != nil {
+			return err
+		}
+		c = cl
+		return nil
+	})
+	return c
+}

@@ -1,0 +1,147 @@
+// Package vsmtest provides a fake VEM for testing the VSM's control
+// channel: a TLS client with a join bundle's certificate that speaks
+// api.VSMMessage directly, answers heartbeats (until told to go silent)
+// and hands every other message to the test.
+package vsmtest
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flashvisor/flashvisor/api"
+)
+
+// VEM is one fake VEM connection.
+type VEM struct {
+	// Domain is stamped on every message sent (default: the bundle's).
+	Domain int
+
+	conn   *tls.Conn
+	mu     sync.Mutex // orders Seq with writes
+	seq    uint64
+	silent atomic.Bool
+	msgs   chan api.VSMMessage
+	done   chan struct{}
+	err    error // why the read loop ended, after done closes
+}
+
+// Dial connects to the VSM's control address with j's trust material. It
+// verifies the VSM's certificate against j's CA under the name "vsm".
+func Dial(addr string, j api.VSMJoin) (*VEM, error) {
+	cert, err := tls.X509KeyPair([]byte(j.Cert), []byte(j.Key))
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(j.CACert)) {
+		return nil, errors.New("no CA certificate in the bundle")
+	}
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		RootCAs: pool, ServerName: "vsm",
+	})
+	if err != nil {
+		return nil, err
+	}
+	v := &VEM{Domain: j.Opaque.DomainID, conn: c, msgs: make(chan api.VSMMessage, 1024), done: make(chan struct{})}
+	go v.readLoop()
+	return v, nil
+}
+
+func (v *VEM) readLoop() {
+	defer close(v.done)
+	br := bufio.NewReaderSize(v.conn, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			v.err = err
+			return
+		}
+		m, err := api.DecodeVSMMessage(line)
+		if err != nil {
+			v.err = fmt.Errorf("VSM sent a bad message: %w", err)
+			return
+		}
+		if m.Type == api.VSMHeartbeat {
+			if !v.silent.Load() {
+				v.Send(api.VSMMessage{Type: api.VSMHeartbeat})
+			}
+			continue
+		}
+		v.msgs <- m
+	}
+}
+
+// Send stamps m with the version, v.Domain (unless m has one) and the next
+// sequence number, and writes it.
+func (v *VEM) Send(m api.VSMMessage) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.seq++
+	m.Version, m.Seq = api.VSMProtocolVersion, v.seq
+	if m.Domain == 0 {
+		m.Domain = v.Domain
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	v.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err = v.conn.Write(append(b, '\n'))
+	return err
+}
+
+// Hello sends a hello.
+func (v *VEM) Hello(h api.VSMHelloBody) error {
+	return v.Send(api.VSMMessage{Type: api.VSMHello, Hello: &h})
+}
+
+// Next returns the next message that is not a heartbeat, or an error when
+// none comes within timeout or the connection ended.
+func (v *VEM) Next(timeout time.Duration) (api.VSMMessage, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case m := <-v.msgs:
+		return m, nil
+	case <-v.done:
+		select {
+		case m := <-v.msgs:
+			return m, nil
+		default:
+		}
+		return api.VSMMessage{}, fmt.Errorf("connection ended: %w", v.err)
+	case <-t.C:
+		return api.VSMMessage{}, errors.New("no message")
+	}
+}
+
+// Expect returns the next message, which must be of type typ.
+func (v *VEM) Expect(typ string, timeout time.Duration) (api.VSMMessage, error) {
+	m, err := v.Next(timeout)
+	if err != nil {
+		return m, fmt.Errorf("waiting for %s: %w", typ, err)
+	}
+	if m.Type != typ {
+		b, _ := json.Marshal(m)
+		return m, fmt.Errorf("got %s, want %s: %s", m.Type, typ, b)
+	}
+	return m, nil
+}
+
+// Silence stops answering heartbeats: the VSM should declare the VEM dead.
+func (v *VEM) Silence() { v.silent.Store(true) }
+
+// Done is closed when the connection has ended.
+func (v *VEM) Done() <-chan struct{} { return v.done }
+
+// Close closes the connection.
+func (v *VEM) Close() error { return v.conn.Close() }
