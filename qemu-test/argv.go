@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -57,14 +58,23 @@ func accelReason(want, got string) string {
 }
 
 // kvmUsable reports whether the KVM device can be opened read-write, which is
-// what QEMU needs (existing but unreadable /dev/kvm is common in containers).
-func kvmUsable(device string) bool {
+// what QEMU needs (existing but unreadable /dev/kvm is common in containers),
+// and is backed by hardware virtualization: kvm_intel or kvm_amd in
+// modules (/sys/module). Some cloud machines offer /dev/kvm through PVM
+// (kvm_pvm), which runs only kernels built as PVM guests: Debian's stock
+// kernel hangs in early boot there, so such a /dev/kvm does not count.
+func kvmUsable(device, modules string) bool {
 	f, err := os.OpenFile(device, os.O_RDWR, 0)
 	if err != nil {
 		return false
 	}
 	f.Close()
-	return true
+	for _, m := range []string{"kvm_intel", "kvm_amd"} {
+		if _, err := os.Stat(filepath.Join(modules, m)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // netdev is a NIC backend: a QEMU -netdev type and its options without id.

@@ -61,16 +61,27 @@ func TestKVMUsable(t *testing.T) {
 	if err := os.WriteFile(rw, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	mods := func(names ...string) string {
+		d := t.TempDir()
+		for _, n := range names {
+			if err := os.Mkdir(filepath.Join(d, n), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
 	for _, tc := range []struct {
-		device string
-		want   bool
+		device, modules string
+		want            bool
 	}{
-		{rw, true},
-		{filepath.Join(t.TempDir(), "missing"), false},
-		{t.TempDir(), false}, // a folder does not open for writing
+		{rw, mods("kvm", "kvm_intel"), true},
+		{rw, mods("kvm", "kvm_amd"), true},
+		{rw, mods("kvm", "kvm_pvm"), false}, // PVM: stock kernels hang
+		{filepath.Join(t.TempDir(), "missing"), mods("kvm", "kvm_amd"), false},
+		{t.TempDir(), mods("kvm", "kvm_amd"), false}, // a folder does not open for writing
 	} {
-		if got := kvmUsable(tc.device); got != tc.want {
-			t.Errorf("kvmUsable(%q) = %v, want %v", tc.device, got, tc.want)
+		if got := kvmUsable(tc.device, tc.modules); got != tc.want {
+			t.Errorf("kvmUsable(%q, %q) = %v, want %v", tc.device, tc.modules, got, tc.want)
 		}
 	}
 }

@@ -163,7 +163,7 @@ func boot(name string, c config, report func(string, ...any)) (*VM, error) {
 	if err := os.MkdirAll(c.stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state folder: %w", err)
 	}
-	accel, err := chooseAccel(c.accel, kvmUsable(c.kvmDevice))
+	accel, err := chooseAccel(c.accel, kvmUsable(c.kvmDevice, "/sys/module"))
 	if err != nil {
 		return nil, err
 	}
