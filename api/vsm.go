@@ -440,11 +440,18 @@ type VSMModule struct {
 
 // VSMRedundancy is `show system redundancy status`.
 type VSMRedundancy struct {
-	Role        string `json:"role"`        // standalone, primary, secondary
-	State       string `json:"state"`       // active, standby
-	PeerState   string `json:"peer_state"`  // "Not present", "HA standby", ...
-	Epoch       uint64 `json:"epoch"`       // activation epoch (fencing)
-	SyncedGen   uint64 `json:"synced_gen"`  // config generation the peer has
+	Role      string `json:"role"`       // standalone, primary, secondary
+	State     string `json:"state"`      // active, standby
+	PeerState string `json:"peer_state"` // "Not present", "HA standby", "Active"
+	Epoch     uint64 `json:"epoch"`      // activation epoch (fencing)
+	// PeerEpoch is the other VSM's activation epoch (0: no peer link).
+	PeerEpoch uint64 `json:"peer_epoch,omitempty"`
+	// The active numbers each version of the state it replicates
+	// (configuration, slot, vEth and uplink bindings, generations):
+	// Revision is the current one, SyncedGen the one the standby has
+	// applied (on the standby both are the one it applied).
+	Revision    uint64 `json:"revision,omitempty"`
+	SyncedGen   uint64 `json:"synced_gen"`
 	Description string `json:"description"` // e.g. "HA synchronization in progress"
 }
 
@@ -491,4 +498,19 @@ type VSMLinkStatus struct {
 	// offers them as port groups of the distributed switch (VSM-5).
 	Profiles  []PortProfile `json:"profiles,omitempty"`
 	LastError string        `json:"last_error,omitempty"`
+}
+
+// VSMHealth is the VSM's GET /api/v1/health: its state and the control
+// channel's counters since it started.
+type VSMHealth struct {
+	Status        string `json:"status"` // active or standby
+	Epoch         uint64 `json:"epoch"`
+	Domain        int    `json:"domain"`
+	Modules       int    `json:"modules"` // VEMs connected
+	Joins         uint64 `json:"joins"`
+	ForeignDomain uint64 `json:"foreign_domain"` // messages of another domain, dropped
+	SeqGaps       uint64 `json:"seq_gaps"`
+	BadMessages   uint64 `json:"bad_messages"`
+	Nacks         uint64 `json:"nacks"`
+	Version       string `json:"version"`
 }

@@ -50,3 +50,10 @@ func (c *Client) VSMModules(ctx context.Context) ([]api.VSMModule, error) {
 	err := c.do(ctx, http.MethodGet, v1("/modules"), nil, &m)
 	return m, err
 }
+
+// VSMHealth is the VSM's state and control-channel counters (VSM).
+func (c *Client) VSMHealth(ctx context.Context) (api.VSMHealth, error) {
+	var h api.VSMHealth
+	err := c.do(ctx, http.MethodGet, v1("/health"), nil, &h)
+	return h, err
+}

@@ -187,6 +187,8 @@ type app struct {
 type globals struct {
 	host, token, fingerprint, config string
 	insecure                         bool
+	// The VSM's API, for the vsm commands that talk to it.
+	vsm, vsmToken, vsmFingerprint string
 }
 
 func (a *app) defineGlobals(fs *flag.FlagSet) {
@@ -197,6 +199,9 @@ func (a *app) defineGlobals(fs *flag.FlagSet) {
 	fs.StringVar(&a.g.fingerprint, "fingerprint", a.g.fingerprint, "")
 	fs.StringVar(&a.g.config, "config", a.g.config, "")
 	fs.BoolVar(&a.g.insecure, "insecure", a.g.insecure, "")
+	fs.StringVar(&a.g.vsm, "vsm", a.g.vsm, "")
+	fs.StringVar(&a.g.vsmToken, "vsm-token", a.g.vsmToken, "")
+	fs.StringVar(&a.g.vsmFingerprint, "vsm-fingerprint", a.g.vsmFingerprint, "")
 }
 
 func newFlagSet(name string) *flag.FlagSet {
@@ -227,9 +232,12 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func (a *app) run(ctx context.Context, args []string) error {
 	a.g = globals{
-		host:        a.getenv("FVCTL_HOST"),
-		token:       a.getenv("FVCTL_TOKEN"),
-		fingerprint: a.getenv("FVCTL_FINGERPRINT"),
+		host:           a.getenv("FVCTL_HOST"),
+		token:          a.getenv("FVCTL_TOKEN"),
+		fingerprint:    a.getenv("FVCTL_FINGERPRINT"),
+		vsm:            a.getenv("FVCTL_VSM"),
+		vsmToken:       a.getenv("FVCTL_VSM_TOKEN"),
+		vsmFingerprint: a.getenv("FVCTL_VSM_FINGERPRINT"),
 	}
 	top := newFlagSet("fvctl")
 	a.defineGlobals(top)

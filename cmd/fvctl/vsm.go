@@ -23,30 +23,16 @@ import (
 // --vsm the VSM's own API (its management address; token and fingerprint
 // like a host's).
 
-// vsmFlags select the VSM's API.
-type vsmFlags struct {
-	addr, token, fingerprint string
-}
-
-func (a *app) defineVSM(fs *flag.FlagSet, v *vsmFlags) {
-	fs.StringVar(&v.addr, "vsm", v.addr, "")
-	fs.StringVar(&v.token, "vsm-token", v.token, "")
-	fs.StringVar(&v.fingerprint, "vsm-fingerprint", v.fingerprint, "")
-}
-
-func (a *app) vsmDefaults() vsmFlags {
-	return vsmFlags{addr: a.getenv("FVCTL_VSM"), token: a.getenv("FVCTL_VSM_TOKEN"), fingerprint: a.getenv("FVCTL_VSM_FINGERPRINT")}
-}
-
-// connectVSM connects to the VSM's API with the same trust rules as a host
-// (pinned fingerprint, --insecure, or known_hosts on first use).
-func (a *app) connectVSM(ctx context.Context, v vsmFlags) (*client.Client, error) {
-	if v.addr == "" {
+// connectVSM connects to the VSM's API (global flags --vsm, --vsm-token,
+// --vsm-fingerprint) with the same trust rules as a host: a pinned
+// fingerprint, --insecure, or known_hosts on first use.
+func (a *app) connectVSM(ctx context.Context) (*client.Client, error) {
+	if a.g.vsm == "" {
 		return nil, usagef("no VSM: use --vsm ADDR or FVCTL_VSM")
 	}
 	saved := a.g
 	defer func() { a.g = saved }()
-	a.g.host, a.g.token, a.g.fingerprint = v.addr, v.token, v.fingerprint
+	a.g.host, a.g.token, a.g.fingerprint = a.g.vsm, a.g.vsmToken, a.g.vsmFingerprint
 	return a.connect(ctx)
 }
 
@@ -86,11 +72,9 @@ func (u *uplinkFlags) Set(s string) error {
 // vsmJoin asks the VSM for this host's join bundle and hands it to the
 // host, like adding a host to a distributed switch in vCenter.
 func (a *app) vsmJoin(ctx context.Context, args []string) error {
-	v := a.vsmDefaults()
 	var uplinks uplinkFlags
 	var asJSON bool
 	if _, err := a.subArgs("vsm join", args, 0, func(fs *flag.FlagSet) {
-		a.defineVSM(fs, &v)
 		fs.Var(&uplinks, "uplink", "")
 		jsonFlag(&asJSON)(fs)
 	}); err != nil {
@@ -104,7 +88,7 @@ func (a *app) vsmJoin(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	vc, err := a.connectVSM(ctx, v)
+	vc, err := a.connectVSM(ctx)
 	if err != nil {
 		return err
 	}
@@ -185,8 +169,7 @@ func (a *app) printVSMStatus(st api.VSMLinkStatus) error {
 // vsmCLI runs NX-OS lines on the VSM: the arguments (each one line), or
 // standard input when there are none (a pasted configuration).
 func (a *app) vsmCLI(ctx context.Context, args []string) error {
-	v := a.vsmDefaults()
-	pos, err := a.subArgsRange("vsm cli", args, 0, 1<<16, func(fs *flag.FlagSet) { a.defineVSM(fs, &v) })
+	pos, err := a.subArgsRange("vsm cli", args, 0, 1<<16, func(fs *flag.FlagSet) {})
 	if err != nil {
 		return err
 	}
@@ -200,7 +183,7 @@ func (a *app) vsmCLI(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	vc, err := a.connectVSM(ctx, v)
+	vc, err := a.connectVSM(ctx)
 	if err != nil {
 		return err
 	}
@@ -222,18 +205,17 @@ func (a *app) stdin() io.Reader { return os.Stdin }
 // packet, a small disk for its state, the image's kernel booted directly.
 func (a *app) vsmDeploy(ctx context.Context, args []string) error {
 	var (
-		name, ds, image, ip, role, token, advertise, peer string
-		pgControl, pgMgmt, pgPacket                       string
-		domain, memory                                    int
-		noStart                                           bool
+		name, ds, image, ip, role, advertise, peer string
+		pgControl, pgMgmt, pgPacket                string
+		domain, memory                             int
+		noStart                                    bool
 	)
-	if _, err := a.subArgs("vsm deploy", args, 0, func(fs *flag.FlagSet) {
+	_, err := a.subArgs("vsm deploy", args, 0, func(fs *flag.FlagSet) {
 		fs.StringVar(&name, "name", "vsm", "")
 		fs.StringVar(&ds, "datastore", "", "")
 		fs.StringVar(&image, "image", "out/vsm", "")
 		fs.StringVar(&ip, "ip", "", "")
 		fs.StringVar(&role, "role", "standalone", "")
-		fs.StringVar(&token, "vsm-token", a.getenv("FVCTL_VSM_TOKEN"), "")
 		fs.StringVar(&advertise, "advertise", "", "")
 		fs.StringVar(&peer, "peer", "", "")
 		fs.StringVar(&pgControl, "control-portgroup", "VM Network", "")
@@ -242,15 +224,17 @@ func (a *app) vsmDeploy(ctx context.Context, args []string) error {
 		fs.IntVar(&domain, "domain", 0, "")
 		fs.IntVar(&memory, "memory", 384, "")
 		fs.BoolVar(&noStart, "no-start", false, "")
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
+	token := a.g.vsmToken
 	switch {
 	case ds == "":
 		return usagef("vsm deploy: --datastore is required")
 	case domain < 1 || domain > api.VSMDomainIDMax:
 		return usagef("vsm deploy: --domain must be 1-%d", api.VSMDomainIDMax)
-	case token == "":
+	case a.g.vsmToken == "":
 		return usagef("vsm deploy: --vsm-token is required (the VSM's API token and the admin password over SSH)")
 	case memory < 256 || memory > 512:
 		return usagef("vsm deploy: --memory must be 256-512 MiB (VSM-1)")
