@@ -16,6 +16,7 @@ import (
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/api/client"
 	qemutest "github.com/flashvisor/flashvisor/qemu-test"
+	"github.com/flashvisor/flashvisor/vsm/vsmtest"
 )
 
 // vsmIP is the VSM VM's static management address on host A's user-mode
@@ -166,6 +167,40 @@ func TestVSMTwoHosts(t *testing.T) {
 		}
 	}
 
+	// VEM-9: a line card speaking for domain 28 is ignored (no welcome, no
+	// slot) and counted; the same card in domain 18 is admitted.
+	stranger := "6f1c2e7a-3b5d-4c8e-9a0f-1d2e3f405162"
+	bundle, err := vc.VSMJoinBundle(ctx(t), api.VSMJoinRequest{HostUUID: stranger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreignBefore := vsmHealth(t, vc).ForeignDomain
+	fake, err := vsmtest.Dial(a.vm.HostAddrTo(vsmIP, api.VSMDefaultPort), bundle)
+	if err != nil {
+		t.Fatalf("fake VEM: %v", err)
+	}
+	fake.Domain = 28
+	if err := fake.Hello(api.VSMHelloBody{HostUUID: stranger, Hostname: "stranger"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := fake.Next(5 * time.Second); err == nil {
+		t.Errorf("a hello for domain 28 was answered: %+v", m)
+	}
+	if n := vsmHealth(t, vc).ForeignDomain; n <= foreignBefore {
+		t.Errorf("foreign-domain messages counted %d -> %d, want more", foreignBefore, n)
+	}
+	if strings.Contains(cli("show module"), "stranger") {
+		t.Errorf("the domain-28 card got a slot")
+	}
+	fake.Domain = 18
+	if err := fake.Hello(api.VSMHelloBody{HostUUID: stranger, Hostname: "stranger"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fake.Expect(api.VSMWelcome, 10*time.Second); err != nil {
+		t.Errorf("the same card in domain 18: %v, want a welcome", err)
+	}
+	fake.Close()
+
 	// VSM-5: the profiles are port groups on both hosts; guests use them.
 	for _, h := range hosts {
 		pgs, err := h.c.PortGroups(ctx(t))
@@ -186,11 +221,6 @@ func TestVSMTwoHosts(t *testing.T) {
 		h.startGuests(t)
 	}
 	a1, b1, b2 := a.vms[0], b.vms[0], b.vms[1]
-	for _, h := range hosts {
-		for _, v := range h.vms {
-			v.con = attachConsole(t, h.c, v.name)
-		}
-	}
 	echo := func(from, to *vlanVM, want string) {
 		t.Helper()
 		re := regexp.MustCompile(`FVGUEST ECHO ` + regexp.QuoteMeta(to.ip) + ` (ok|fail)`)
@@ -292,9 +322,9 @@ func (h *vlanHost) startGuests(t *testing.T) {
 		}
 		v.mac = strings.ToLower(got.Spec.NICs[0].MAC)
 		mustSucceed(t, h.c)(h.c.PowerVM(ctx(t), v.name, "on", ""))
-		con := attachConsole(t, h.c, v.name)
+		v.con = attachConsole(t, h.c, v.name)
 		ready := regexp.MustCompile(`FVGUEST READY name=` + v.name + ` mac=\S+ ip=` + regexp.QuoteMeta(v.ip) + `\b`)
-		con.wait(0, ready, 10*time.Minute)
+		v.con.wait(0, ready, 10*time.Minute)
 		t.Logf("%s: %s READY on %s", h.name, v.name, v.portGroup)
 	}
 }
@@ -340,4 +370,14 @@ func waitVSM(t *testing.T, addr, token string, con *guestConsole) *client.Client
 		return nil
 	})
 	return c
+}
+
+// vsmHealth reads the VSM's control-channel counters.
+func vsmHealth(t *testing.T, c *client.Client) api.VSMHealth {
+	t.Helper()
+	h, err := c.VSMHealth(ctx(t))
+	if err != nil {
+		t.Fatalf("VSM health: %v", err)
+	}
+	return h
 }
