@@ -108,6 +108,12 @@ func (s *Server) handleVEM(ctx context.Context, raw net.Conn) {
 		s.refuse(tc, api.VSMErrBadMessage, "host uuid does not match the client certificate")
 		return
 	}
+	if ok, why := s.admitHello(h.Epoch); !ok {
+		// VEMs cycle through both VSMs: a standby sees them often.
+		log.Debug("control: hello refused: not active", "host", h.HostUUID, "vem_epoch", h.Epoch, "reason", why)
+		s.refuse(tc, api.VSMErrNotActive, why)
+		return
+	}
 	host := strings.ToLower(h.HostUUID)
 	addr, _, _ := net.SplitHostPort(remote)
 	m, err := s.chassis.Join(chassis.Host{UUID: host, Hostname: h.Hostname, Address: addr, Version: h.Version, WantSlot: h.Module})
@@ -147,8 +153,12 @@ func (s *Server) handleVEM(ctx context.Context, raw net.Conn) {
 	if err := s.admit(vc, h); err != nil {
 		// A bad uplink list: refusing keeps the VEM on its last
 		// programming (VEM-8) rather than losing its uplinks to a typo.
+		code := api.VSMErrBadMessage
+		if errors.Is(err, ErrStandby) {
+			code = api.VSMErrNotActive
+		}
 		log.Warn("control: VEM refused", "err", err)
-		s.sendNow(vc, errMsg(api.VSMErrBadMessage, err.Error()))
+		s.sendNow(vc, errMsg(code, err.Error()))
 		return
 	}
 	log.Info("control: module online", "hostname", h.Hostname, "vem_generation", h.Generation)
@@ -315,6 +325,9 @@ func (s *Server) sendNow(vc *vemConn, m api.VSMMessage) {
 func (s *Server) admit(vc *vemConn, h *api.VSMHelloBody) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.ha.active {
+		return ErrStandby // stepped down since the hello
+	}
 	if old := s.conns[vc.slot]; old != nil {
 		old.close()
 	}
@@ -349,6 +362,7 @@ func (s *Server) sendFullLocked(vc *vemConn) {
 	body := render.Full(vc.gen, want, vc.opaque)
 	vc.sent = &want
 	s.queueLocked(vc, api.VSMMessage{Type: api.VSMConfigMsg, Config: &body})
+	s.kickSync()
 }
 
 // pushLocked sends every connected module whose programming changed a
@@ -370,6 +384,7 @@ func (s *Server) pushLocked() {
 		s.gens[vc.slot] = vc.gen
 		vc.sent = &want
 		s.queueLocked(vc, api.VSMMessage{Type: api.VSMConfigMsg, Config: &body})
+		s.kickSync()
 	}
 }
 
@@ -424,6 +439,7 @@ func (s *Server) attach(vc *vemConn, a *api.VSMAttachBody, log *slog.Logger) {
 	s.queueLocked(vc, api.VSMMessage{Type: api.VSMAttachResult, AttachResult: res})
 	if err == nil {
 		s.pushLocked()
+		s.kickSync()
 	}
 }
 
@@ -436,6 +452,7 @@ func (s *Server) detach(vc *vemConn, d *api.VSMDetachBody, log *slog.Logger) {
 	}
 	log.Info("control: detached", "owner", d.Owner, "release", d.Release)
 	s.pushLocked()
+	s.kickSync()
 }
 
 // sweepLoop takes silent VEMs offline every SweepInterval and closes their

@@ -31,7 +31,7 @@ const (
 
 // Health is the body of GET /api/v1/health.
 type Health struct {
-	Status  string `json:"status"` // "active"
+	Status  string `json:"status"` // "active" or "standby" (VSM-7)
 	Epoch   uint64 `json:"epoch"`
 	Domain  int    `json:"domain"`
 	Modules int    `json:"modules"` // VEMs connected
@@ -59,10 +59,10 @@ func (s *Server) buildHandler() http.Handler {
 // Health reports the VSM's state and control-channel counters.
 func (s *Server) Health() Health {
 	s.mu.Lock()
-	n, domain := len(s.conns), s.cfg.SVSDomain.ID
+	n, domain, state, epoch := len(s.conns), s.cfg.SVSDomain.ID, s.stateLocked(), s.epoch
 	s.mu.Unlock()
 	return Health{
-		Status: "active", Epoch: s.epoch, Domain: domain, Modules: n,
+		Status: state, Epoch: epoch, Domain: domain, Modules: n,
 		Joins: s.metrics.joins.Load(), ForeignDomain: s.metrics.foreignDomain.Load(),
 		SeqGaps: s.metrics.seqGaps.Load(), BadMessages: s.metrics.badMessages.Load(),
 		Nacks: s.metrics.nacks.Load(), Version: s.o.Version,

@@ -28,7 +28,7 @@ func (s *Server) opaqueLocked() *api.VSMOpaque {
 	o := &api.VSMOpaque{
 		DomainID:    s.cfg.SVSDomain.ID,
 		SwitchName:  s.cfg.SwitchName,
-		VSMs:        append([]string(nil), s.o.Advertise...),
+		VSMs:        s.vsmAddressesLocked(),
 		Mode:        s.cfg.SVSDomain.Mode,
 		ControlVLAN: s.cfg.SVSDomain.ControlVLAN,
 		PacketVLAN:  s.cfg.SVSDomain.PacketVLAN,

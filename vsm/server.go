@@ -1,6 +1,7 @@
 package vsm
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,6 +87,27 @@ type Options struct {
 	Version string
 	// Now is the wall clock (default: Clock.Now).
 	Now func() time.Time
+
+	// High availability (VSM-7, see ha.go). Role is this VSM's
+	// redundancy role (config.RoleStandalone, RolePrimary or
+	// RoleSecondary); empty: the configuration's `system redundancy
+	// role`. A role given here is written into the configuration.
+	Role string
+	// PeerAddr is the other VSM's peer port (host:port). The secondary
+	// dials it: to fetch the domain's trust material on its first start
+	// (pairing) and for the peer link. The primary only listens.
+	PeerAddr string
+	// PeerListenAddr is the peer port Run listens on in an HA role
+	// (default ":2002").
+	PeerListenAddr string
+	// PeerHeartbeat and PeerDead default to 1 s and 6 s: heartbeats on
+	// the peer link, and how long a standby goes without hearing an
+	// active peer before it takes over. PairTimeout (default 2 min)
+	// bounds how long New tries to pair a secondary that has no trust
+	// material yet. Tests shorten them.
+	PeerHeartbeat time.Duration
+	PeerDead      time.Duration
+	PairTimeout   time.Duration
 }
 
 type sysClock struct{}
@@ -113,11 +135,16 @@ type Server struct {
 	sshKey  ssh.Signer
 	chassis *chassis.Chassis
 	ports   *ports.Registry
-	epoch   uint64
 	metrics metrics
 	handler http.Handler
 
-	// updateMu serialises Update (validate, persist, commit, push).
+	// role is the redundancy role this process runs (fixed at New).
+	role string
+	// syncKick wakes the peer link's sender after a change (HA sync).
+	syncKick chan struct{}
+
+	// updateMu serialises Update (validate, persist, commit, push) and
+	// the standby's installs of the active's state.
 	updateMu sync.Mutex
 	// mu guards the running configuration, the connections and the
 	// reports, and orders every message queued to a VEM.
@@ -126,11 +153,20 @@ type Server struct {
 	conns   map[int]*vemConn
 	gens    map[int]uint64 // last generation sent per module
 	reports map[int]portReport
+	// epoch is the activation epoch stamped on every message (VSM-7):
+	// raised and stored at each activation.
+	epoch uint64
+	// ha is the redundancy state (ha.go).
+	ha haState
+	// startup is the startup configuration's text (synced to the peer).
+	startup string
 }
 
 // New loads or creates the VSM's state: trust material, token, SSH host
-// key, configuration, chassis and port bindings, and raises the
-// activation epoch (this VSM is active from here on).
+// key, configuration, chassis and port bindings. A standalone VSM raises
+// the activation epoch and is active from here on; one of an HA pair
+// starts as standby and Serve decides (ha.go). A secondary without trust
+// material first pairs with its primary (pair.go).
 func New(o Options) (*Server, error) {
 	if o.StateDir == "" {
 		return nil, errors.New("vsm: no state directory")
@@ -171,6 +207,23 @@ func New(o Options) (*Server, error) {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
+	if o.PeerListenAddr == "" {
+		o.PeerListenAddr = fmt.Sprintf(":%d", DefaultPeerPort)
+	}
+	if o.PeerHeartbeat <= 0 {
+		o.PeerHeartbeat = PeerHeartbeatSeconds * time.Second
+	}
+	if o.PeerDead <= 0 {
+		o.PeerDead = PeerDeadSeconds * time.Second
+	}
+	if o.PairTimeout <= 0 {
+		o.PairTimeout = 2 * time.Minute
+	}
+	switch o.Role {
+	case "", config.RoleStandalone, config.RolePrimary, config.RoleSecondary:
+	default:
+		return nil, fmt.Errorf("vsm: redundancy role %q: want standalone, primary or secondary", o.Role)
+	}
 	if o.DomainID < 0 || o.DomainID > api.VSMDomainIDMax {
 		return nil, fmt.Errorf("vsm: domain id %d out of range 1-%d", o.DomainID, api.VSMDomainIDMax)
 	}
@@ -178,20 +231,35 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("vsm: state directory: %w", err)
 	}
 	s := &Server{
-		o: o, log: o.Logger,
+		o: o, log: o.Logger, syncKick: make(chan struct{}, 1),
 		conns: map[int]*vemConn{}, gens: map[int]uint64{}, reports: map[int]portReport{},
 	}
 	var err error
-	if s.trust, err = loadOrCreateTrust(o.StateDir, advertisedIPs(o.Advertise), o.Now, s.log); err != nil {
-		return nil, fmt.Errorf("vsm: %w", err)
-	}
 	if s.token, err = resolveToken(o.StateDir, o.Token, o.CmdlineFile, o.Console, s.log); err != nil {
 		return nil, fmt.Errorf("vsm: %w", err)
 	}
-	if s.sshKey, err = loadOrCreateSSHKey(o.StateDir, s.log); err != nil {
+	if s.cfg, err = s.loadConfig(); err != nil {
 		return nil, fmt.Errorf("vsm: %w", err)
 	}
-	if s.cfg, err = s.loadConfig(); err != nil {
+	s.role = cmp.Or(o.Role, s.cfg.Redundancy, config.RoleStandalone)
+	if s.cfg.Redundancy != s.role {
+		s.cfg.Redundancy = s.role
+		if err := s.cfg.Save(filepath.Join(o.StateDir, RunningConfigFile)); err != nil {
+			return nil, fmt.Errorf("vsm: %w", err)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(o.StateDir, StartupConfigFile)); err == nil {
+		s.startup = string(b)
+	}
+	if s.role == config.RoleSecondary {
+		if err := s.pairIfNeeded(); err != nil {
+			return nil, fmt.Errorf("vsm: %w", err)
+		}
+	}
+	if s.trust, err = loadOrCreateTrust(o.StateDir, advertisedIPs(o.Advertise), o.Now, s.log); err != nil {
+		return nil, fmt.Errorf("vsm: %w", err)
+	}
+	if s.sshKey, err = loadOrCreateSSHKey(o.StateDir, s.log); err != nil {
 		return nil, fmt.Errorf("vsm: %w", err)
 	}
 	s.chassis, err = chassis.New(chassis.Options{
@@ -212,12 +280,10 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vsm: %w", err)
 	}
-	if s.epoch, err = nextEpoch(filepath.Join(o.StateDir, EpochFile), 0); err != nil {
+	if err := s.initHA(); err != nil {
 		return nil, fmt.Errorf("vsm: %w", err)
 	}
-	s.chassis.SetSupervisors(s.supervisorRow(), api.VSMModule{})
 	s.handler = s.buildHandler()
-	s.log.Info("VSM active", "epoch", s.epoch, "domain", s.cfg.SVSDomain.ID, "switch", s.cfg.SwitchName)
 	return s, nil
 }
 
@@ -245,20 +311,13 @@ func (s *Server) loadConfig() (config.Config, error) {
 	return c, nil
 }
 
-// supervisorRow is slot 1 of `show module`: this VSM.
-func (s *Server) supervisorRow() api.VSMModule {
-	addr := ""
-	if ips := advertisedIPs(s.o.Advertise); len(ips) > 0 {
-		addr = ips[0].String()
-	}
-	return api.VSMModule{
-		Slot: api.VSMActiveSlot, Ports: 0, Type: "Virtual Supervisor Module", Model: "Flashvisor-VSM",
-		Status: "active *", Version: s.o.Version, Address: addr,
-	}
-}
-
 // Epoch is this VSM's activation epoch, sent on every message (VSM-7).
-func (s *Server) Epoch() uint64 { return s.epoch }
+// A standby reports the epoch of its last activation (0: never active).
+func (s *Server) Epoch() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch
+}
 
 // CACertPEM is the domain CA certificate.
 func (s *Server) CACertPEM() []byte { return s.trust.caPEM }
@@ -282,11 +341,13 @@ func (s *Server) domainForRefusal() int {
 	return max(s.cfg.SVSDomain.ID, 1)
 }
 
-// Listeners are the sockets Serve uses; a nil one is not served.
+// Listeners are the sockets Serve uses; a nil one is not served. Peer
+// is the HA peer port (ignored by a standalone VSM).
 type Listeners struct {
 	Control net.Listener
 	API     net.Listener
 	SSH     net.Listener
+	Peer    net.Listener
 }
 
 // Run listens on the configured addresses and serves until ctx is done.
@@ -294,7 +355,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var l Listeners
 	var err error
 	closeAll := func() {
-		for _, x := range []net.Listener{l.Control, l.API, l.SSH} {
+		for _, x := range []net.Listener{l.Control, l.API, l.SSH, l.Peer} {
 			if x != nil {
 				x.Close()
 			}
@@ -311,6 +372,12 @@ func (s *Server) Run(ctx context.Context) error {
 		closeAll()
 		return fmt.Errorf("vsm: SSH listener: %w", err)
 	}
+	if s.role != config.RoleStandalone {
+		if l.Peer, err = net.Listen("tcp", s.o.PeerListenAddr); err != nil {
+			closeAll()
+			return fmt.Errorf("vsm: peer listener: %w", err)
+		}
+	}
 	return s.Serve(ctx, l)
 }
 
@@ -322,7 +389,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		<-ctx.Done()
-		for _, x := range []net.Listener{l.Control, l.API, l.SSH} {
+		for _, x := range []net.Listener{l.Control, l.API, l.SSH, l.Peer} {
 			if x != nil {
 				x.Close()
 			}
@@ -330,6 +397,9 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 		return nil
 	})
 	g.Go(func() error { s.sweepLoop(ctx); return nil })
+	if s.role != config.RoleStandalone {
+		s.serveHA(ctx, g, l.Peer)
+	}
 	if l.Control != nil {
 		s.log.Info("control channel listening", "addr", l.Control.Addr().String())
 		g.Go(func() error { return s.serveControl(ctx, l.Control) })

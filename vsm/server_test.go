@@ -54,21 +54,34 @@ func (w *testWriter) Write(b []byte) (int, error) {
 
 // instance is a running server on ephemeral loopback ports.
 type instance struct {
-	s                *vsm.Server
-	control, api, sh string
-	stop             func()
+	s                      *vsm.Server
+	control, api, sh, peer string
+	stop                   func()
 }
 
 func start(t *testing.T, dir string, mod func(*vsm.Options)) *instance {
 	t.Helper()
-	listen := func() net.Listener {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startOn(t, dir, "", mod)
+}
+
+// startOn is start with a peer listener on peerAddr ("": none; a port of
+// 0 picks one).
+func startOn(t *testing.T, dir, peerAddr string, mod func(*vsm.Options)) *instance {
+	t.Helper()
+	listenOn := func(addr string) net.Listener {
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return ln
 	}
+	listen := func() net.Listener { return listenOn("127.0.0.1:0") }
 	l := vsm.Listeners{Control: listen(), API: listen(), SSH: listen()}
+	peer := ""
+	if peerAddr != "" {
+		l.Peer = listenOn(peerAddr)
+		peer = l.Peer.Addr().String()
+	}
 	tw := &testWriter{t: t, on: true}
 	o := vsm.Options{
 		StateDir: dir, Token: testToken, DomainID: 100,
@@ -84,6 +97,11 @@ func start(t *testing.T, dir string, mod func(*vsm.Options)) *instance {
 	}
 	s, err := vsm.New(o)
 	if err != nil {
+		for _, x := range []net.Listener{l.Control, l.API, l.SSH, l.Peer} {
+			if x != nil {
+				x.Close()
+			}
+		}
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -102,7 +120,7 @@ func start(t *testing.T, dir string, mod func(*vsm.Options)) *instance {
 		})
 	}
 	t.Cleanup(stop)
-	return &instance{s: s, control: l.Control.Addr().String(), api: l.API.Addr().String(), sh: l.SSH.Addr().String(), stop: stop}
+	return &instance{s: s, control: l.Control.Addr().String(), api: l.API.Addr().String(), sh: l.SSH.Addr().String(), peer: peer, stop: stop}
 }
 
 func (in *instance) client() *http.Client {

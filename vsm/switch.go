@@ -34,6 +34,9 @@ func (s *Server) Config() config.Config {
 func (s *Server) Update(f func(*config.Config) error) error {
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
+	if !s.active() {
+		return ErrStandby
+	}
 	old := s.Config()
 	c := old.Clone()
 	// f runs without s.mu: it may read the switch (Config, ProfileUsage).
@@ -45,6 +48,9 @@ func (s *Server) Update(f func(*config.Config) error) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.ha.active {
+		return ErrStandby
+	}
 	if err := s.checkInUseLocked(&c); err != nil {
 		return err
 	}
@@ -56,6 +62,7 @@ func (s *Server) Update(f func(*config.Config) error) error {
 	}
 	s.cfg = c
 	s.pushLocked()
+	s.kickSync()
 	return nil
 }
 
@@ -103,25 +110,25 @@ func (s *Server) applyPins(old, c config.Config) error {
 	return errors.Join(errs...)
 }
 
-// SaveStartup copies the running configuration to the startup file.
+// SaveStartup copies the running configuration to the startup file (and
+// the active sends it to the standby).
 func (s *Server) SaveStartup() error {
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
 	c := s.Config()
-	return c.Save(filepath.Join(s.o.StateDir, StartupConfigFile))
+	if err := c.Save(filepath.Join(s.o.StateDir, StartupConfigFile)); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.startup = c.Render()
+	s.mu.Unlock()
+	s.kickSync()
+	return nil
 }
 
 // Modules returns `show module`'s rows: this VSM in slot 1, then every
 // bound VEM slot.
 func (s *Server) Modules() []api.VSMModule { return s.chassis.Modules() }
-
-// Redundancy is `show system redundancy status`. This VSM runs alone (HA
-// is not built yet): active, with no peer.
-func (s *Server) Redundancy() api.VSMRedundancy {
-	c := s.Config()
-	return api.VSMRedundancy{
-		Role: c.Redundancy, State: "active", PeerState: "Not present", Epoch: s.epoch,
-		Description: "Active with no standby",
-	}
-}
 
 // ProfileUsage maps every profile to the ports bound to it.
 func (s *Server) ProfileUsage() map[string][]string {

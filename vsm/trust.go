@@ -211,7 +211,7 @@ func (t *trust) issue(pub *ecdsa.PublicKey, tmpl *x509.Certificate) ([]byte, err
 }
 
 // issueClient creates a key and a client certificate whose CN is cn (a
-// host UUID, or "vsm-peer" for the HA peer link). It returns PEM.
+// host UUID; the HA peers use their server certificates). It returns PEM.
 func (t *trust) issueClient(cn string) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

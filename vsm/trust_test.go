@@ -102,6 +102,30 @@ func TestEpoch(t *testing.T) {
 	}
 }
 
+// The primary activates with odd epochs, the secondary with even ones:
+// two activations of a pair never share an epoch.
+func TestEpochParity(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		file   string
+		floor  uint64
+		parity int
+		want   uint64
+	}{
+		{"p", 0, epochOdd, 1},
+		{"s", 1, epochEven, 2},
+		{"p", 2, epochOdd, 3},
+		{"s", 3, epochEven, 4},
+		{"s", 4, epochEven, 6}, // stored 4 is already the floor
+		{"p", 6, epochOdd, 7},
+		{"x", 6, epochAny, 7},
+	} {
+		if got, err := nextEpochFor(filepath.Join(dir, c.file), c.floor, c.parity); err != nil || got != c.want {
+			t.Errorf("nextEpochFor(%s, floor %d, parity %d) = %d, %v; want %d", c.file, c.floor, c.parity, got, err, c.want)
+		}
+	}
+}
+
 func TestJoinBundleNeedsDomain(t *testing.T) {
 	s, err := New(Options{StateDir: t.TempDir(), Token: "0123456789abcdef0", Console: io.Discard})
 	if err != nil {

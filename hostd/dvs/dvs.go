@@ -33,6 +33,8 @@ type VEM interface {
 	DetachVSM(ctx context.Context, d api.VSMDetachBody) error
 	Ports(ctx context.Context) ([]api.PortStatus, error)
 	JoinVSM(ctx context.Context, j api.VSMJoin) (api.VSMLinkStatus, error)
+	// AppliedConfig is what the VEM programs (both switches' parts).
+	AppliedConfig(ctx context.Context) (api.SwitchConfig, error)
 	LeaveVSM(ctx context.Context) error
 }
 
@@ -135,20 +137,24 @@ func (p *Ports) Attach(ctx context.Context, vm string, nic int, portGroup, mac s
 		return p.Local.Attach(ctx, vm, nic, portGroup, mac) // its error names the port group
 	}
 	owner := Owner(vm, nic)
+	// A vNIC whose vEth the VEM already has, on this profile with this
+	// MAC, needs nothing from the VSM: this is what lets a VM power on
+	// while the host is headless (the VSM down, or after a reboot without
+	// it), on the port restored from the state partition (VEM-8).
+	if sts, err := p.VEM.Ports(ctx); err == nil {
+		for _, s := range sts {
+			if s.Owner == owner && s.Profile == portGroup && s.Interface != "" && p.macOf(ctx, s.Name) == strings.ToLower(mac) {
+				p.remember(vm, nic)
+				return s.Interface, nil
+			}
+		}
+	}
 	port, err := p.VEM.AttachVSM(ctx, api.VSMAttachBody{Owner: owner, Profile: portGroup, MAC: strings.ToLower(mac),
 		Description: fmt.Sprintf("%s nic %d", vm, nic)})
 	if err != nil {
 		return "", fmt.Errorf("attach VM %q vNIC %d to %q on the distributed switch: %w", vm, nic, portGroup, err)
 	}
-	p.mu.Lock()
-	if p.vsmNICs == nil {
-		p.vsmNICs = map[string]map[int]bool{}
-	}
-	if p.vsmNICs[vm] == nil {
-		p.vsmNICs[vm] = map[int]bool{}
-	}
-	p.vsmNICs[vm][nic] = true
-	p.mu.Unlock()
+	p.remember(vm, nic)
 	// The VSM answers with the number first and programs the port in the
 	// following config delta: wait for the VEM to have its tap.
 	wait := p.TapWait
@@ -271,4 +277,31 @@ func (p *Ports) Leave(ctx context.Context) error {
 	}
 	_, err := p.Refresh(ctx)
 	return err
+}
+
+func (p *Ports) remember(vm string, nic int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.vsmNICs == nil {
+		p.vsmNICs = map[string]map[int]bool{}
+	}
+	if p.vsmNICs[vm] == nil {
+		p.vsmNICs[vm] = map[int]bool{}
+	}
+	p.vsmNICs[vm][nic] = true
+}
+
+// macOf is the static MAC the VEM programs on port (its first), lower
+// case; "" when unknown.
+func (p *Ports) macOf(ctx context.Context, port string) string {
+	sc, err := p.VEM.AppliedConfig(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, pt := range sc.Ports {
+		if pt.Name == port && len(pt.MACs) > 0 {
+			return strings.ToLower(pt.MACs[0])
+		}
+	}
+	return ""
 }

@@ -33,6 +33,7 @@ func (f *fakeLocal) Release(ctx context.Context, vm string) error {
 func (f *fakeLocal) PortGroups() []api.PortGroup { return f.pgs }
 
 type fakeVEM struct {
+	cfg      api.SwitchConfig
 	st       api.VSMLinkStatus
 	ports    []api.PortStatus
 	attaches []api.VSMAttachBody
@@ -49,7 +50,8 @@ func (f *fakeVEM) AttachVSM(ctx context.Context, a api.VSMAttachBody) (string, e
 	f.next++
 	port := "Veth" + string(rune('0'+f.next+2))
 	// The VSM's delta arrives: the VEM now has the port with its tap.
-	f.ports = append(f.ports, api.PortStatus{Name: port, Interface: "fvveth" + port[4:], Owner: a.Owner})
+	f.ports = append(f.ports, api.PortStatus{Name: port, Interface: "fvveth" + port[4:], Owner: a.Owner, Profile: a.Profile})
+	f.cfg.Ports = append(f.cfg.Ports, api.Port{Name: port, Kind: api.PortVeth, Profile: a.Profile, MACs: []string{a.MAC}, Owner: a.Owner})
 	return port, nil
 }
 func (f *fakeVEM) DetachVSM(ctx context.Context, d api.VSMDetachBody) error {
@@ -64,6 +66,9 @@ func (f *fakeVEM) JoinVSM(ctx context.Context, j api.VSMJoin) (api.VSMLinkStatus
 	return f.st, nil
 }
 func (f *fakeVEM) LeaveVSM(ctx context.Context) error { f.st = api.VSMLinkStatus{}; return nil }
+func (f *fakeVEM) AppliedConfig(ctx context.Context) (api.SwitchConfig, error) {
+	return f.cfg, nil
+}
 
 func TestPorts(t *testing.T) {
 	ctx := context.Background()
@@ -94,6 +99,17 @@ func TestPorts(t *testing.T) {
 	if _, err := p.Attach(ctx, "db01", 0, "VM Network", "00:50:56:00:00:02"); err != nil || len(local.attached) != 1 {
 		t.Errorf("Attach(VM Network) = %v, local attaches %v; want the host's own port group", err, local.attached)
 	}
+	// Headless, a vNIC whose port the VEM has (same profile and MAC)
+	// powers on without the VSM; another MAC or profile needs the VSM.
+	vem.st.Connected = false
+	if tap, err := p.Attach(ctx, "web 01", 1, "web", "00:50:56:00:00:aa"); err != nil || tap != "fvveth3" || len(vem.attaches) != 1 {
+		t.Errorf("headless Attach of a known vNIC = %q, %v (%d attaches); want fvveth3 without asking the VSM", tap, err, len(vem.attaches))
+	}
+	if _, err := p.Attach(ctx, "web 01", 1, "web", "00:50:56:00:00:bb"); err == nil {
+		t.Errorf("headless Attach with another MAC succeeded")
+	}
+	vem.st.Connected = true
+
 	// Release frees the VSM ports of the VM, found by owner.
 	if err := p.Release(ctx, "web 01"); err != nil {
 		t.Fatal(err)

@@ -441,8 +441,15 @@ func (l *Link) addresses() []string {
 }
 
 // connectLoop dials the VSMs in turn until ctx ends.
+//
+// Two rules keep a switchover to the standby VSM short (VSM-7): an address
+// whose session just ended is tried last next round (its VSM, or its host,
+// is likely gone; the standby is taking over elsewhere), and while some
+// VSM answers "not active" (a standby about to take over) the retry stays
+// at the shortest backoff instead of growing.
 func (l *Link) connectLoop(ctx context.Context, id uint64) {
 	backoff := l.o.MinBackoff
+	var lastEnded string
 	for {
 		l.pmu.Lock()
 		if l.joinID != id {
@@ -451,6 +458,10 @@ func (l *Link) connectLoop(ctx context.Context, id uint64) {
 		}
 		addrs, tc := l.addresses(), l.tls
 		l.pmu.Unlock()
+		if i := slices.Index(addrs, lastEnded); i >= 0 && len(addrs) > 1 {
+			addrs = append(slices.Delete(slices.Clone(addrs), i, i+1), lastEnded)
+		}
+		standby := false
 		for _, addr := range addrs {
 			welcomed, err := l.session(ctx, id, addr, tc)
 			if ctx.Err() != nil {
@@ -460,10 +471,14 @@ func (l *Link) connectLoop(ctx context.Context, id uint64) {
 				l.log.Warn("vsm connection", "vsm", addr, "err", err)
 				l.setErr(err)
 			}
+			standby = standby || errors.Is(err, errNotActive)
 			if welcomed {
-				backoff = l.o.MinBackoff
+				backoff, lastEnded = l.o.MinBackoff, addr
 				break
 			}
+		}
+		if standby {
+			backoff = l.o.MinBackoff
 		}
 		t := time.NewTimer(backoff)
 		select {
@@ -472,6 +487,15 @@ func (l *Link) connectLoop(ctx context.Context, id uint64) {
 			return
 		case <-t.C:
 		}
-		backoff = min(2*backoff, l.o.MaxBackoff)
+		if !standby {
+			backoff = min(2*backoff, l.o.MaxBackoff)
+		}
 	}
 }
+
+// dialTimeout bounds the TCP and TLS handshake with one VSM address.
+const dialTimeout = 3 * time.Second
+
+// errNotActive is a standby VSM's refusal: it will not program us, the
+// active (or, soon, itself) will.
+var errNotActive = errors.New("VSM is not active")

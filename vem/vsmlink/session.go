@@ -147,7 +147,9 @@ func (l *Link) session(ctx context.Context, id uint64, addr string, tc *tls.Conf
 	l.status.VSM = addr
 	l.mu.Unlock()
 
-	dctx, cancel := context.WithTimeout(ctx, l.o.Welcome)
+	// The dial has its own short bound: an address whose host is gone
+	// must not hold up the next one for the whole welcome wait.
+	dctx, cancel := context.WithTimeout(ctx, min(l.o.Welcome, dialTimeout))
 	d := tls.Dialer{Config: tc}
 	conn, err := d.DialContext(dctx, "tcp", addr)
 	cancel()
@@ -176,6 +178,9 @@ func (l *Link) session(ctx context.Context, id uint64, addr string, tc *tls.Conf
 	switch m.Type {
 	case api.VSMWelcome:
 	case api.VSMError:
+		if m.Error.Code == api.VSMErrNotActive {
+			return false, fmt.Errorf("%w: %s: %s", errNotActive, addr, m.Error.Message)
+		}
 		return false, fmt.Errorf("%s refused us: %s (%s)", addr, m.Error.Message, m.Error.Code)
 	default:
 		return false, fmt.Errorf("%w: %s sent %s before welcome", ErrProtocol, addr, m.Type)

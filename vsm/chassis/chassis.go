@@ -492,3 +492,32 @@ func (c *Chassis) restoreLocked(undo map[string]Binding) {
 		c.bySlot[e.Slot] = e
 	}
 }
+
+// Replace makes st the chassis's bindings and pins, as an HA standby
+// receives them from the active VSM. A module online in the same slot
+// with the same host keeps its liveness; every other one is dropped. st
+// is validated and stored first: on error nothing changes.
+func (c *Chassis) Replace(st State) error {
+	if err := st.Validate(c.maxSlot); err != nil {
+		return fmt.Errorf("replace: %w", err)
+	}
+	st.Version = StateVersion
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.store != nil {
+		if err := c.store.Save(st); err != nil {
+			return fmt.Errorf("replace: save chassis: %w", err)
+		}
+	}
+	bySlot := make(map[int]*entry, len(st.Bindings))
+	byUUID := make(map[string]*entry, len(st.Bindings))
+	for _, b := range st.Bindings {
+		e := &entry{Binding: b}
+		if old := c.bySlot[b.Slot]; old != nil && old.HostUUID == b.HostUUID {
+			e.online, e.session, e.lastSeen, e.version, e.generation = old.online, old.session, old.lastSeen, old.version, old.generation
+		}
+		bySlot[b.Slot], byUUID[b.HostUUID] = e, e
+	}
+	c.bySlot, c.byUUID = bySlot, byUUID
+	return nil
+}

@@ -424,3 +424,34 @@ func FuzzLoad(f *testing.F) {
 type loadOnly struct{ chassis.FileStore }
 
 func (loadOnly) Save(chassis.State) error { return nil }
+
+func TestReplace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chassis.json")
+	c, err := chassis.New(chassis.Options{Store: chassis.FileStore{Path: path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const u1, u2 = "11111111-2222-3333-4444-555555555501", "11111111-2222-3333-4444-555555555502"
+	want := chassis.State{Version: chassis.StateVersion, Bindings: []chassis.Binding{
+		{Slot: 3, HostUUID: u1, Hostname: "h1"}, {Slot: 7, HostUUID: u2, Pinned: true},
+	}}
+	if err := c.Replace(want); err != nil {
+		t.Fatalf("Replace = %v", err)
+	}
+	if diff := cmp.Diff(want, c.State()); diff != "" {
+		t.Errorf("State after Replace (-want +got):\n%s", diff)
+	}
+	if got, _ := (chassis.FileStore{Path: path}).Load(); !cmp.Equal(got, want) {
+		t.Errorf("stored state = %+v, want %+v", got, want)
+	}
+	bad := chassis.State{Version: chassis.StateVersion, Bindings: []chassis.Binding{{Slot: 3, HostUUID: u1}, {Slot: 3, HostUUID: u2}}}
+	if err := c.Replace(bad); !errors.Is(err, chassis.ErrBadState) {
+		t.Errorf("Replace(slot twice) = %v, want ErrBadState", err)
+	}
+	if diff := cmp.Diff(want, c.State()); diff != "" {
+		t.Errorf("a refused Replace changed the state (-want +got):\n%s", diff)
+	}
+	if m, err := c.Join(chassis.Host{UUID: u2}); err != nil || m.Slot != 7 {
+		t.Errorf("Join of the replaced pin = %+v, %v; want slot 7", m, err)
+	}
+}

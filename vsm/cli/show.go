@@ -490,10 +490,19 @@ func showRedundancy(s *Session, _ *args) (string, error) {
 		kv("Redundancy state", "Active")
 		kv("Supervisor state", "Active")
 		kv("Internal state", "Active with HA standby")
+		if r.PeerEpoch != 0 {
+			kv("Activation epoch", strconv.FormatUint(r.PeerEpoch, 10))
+		}
 	default:
 		kv("Redundancy state", "Standby")
 		kv("Supervisor state", r.PeerState)
 		kv("Internal state", r.PeerState)
+		if r.PeerEpoch != 0 {
+			kv("Activation epoch", strconv.FormatUint(r.PeerEpoch, 10))
+		}
+		if r.Revision != 0 {
+			kv("State revision", strconv.FormatUint(r.Revision, 10))
+		}
 		kv("Synced generation", strconv.FormatUint(r.SyncedGen, 10))
 	}
 	return b.String(), nil

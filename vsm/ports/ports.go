@@ -658,3 +658,32 @@ func ethIndex(name string) (int, bool) {
 	}
 	return n, n < 32
 }
+
+// Replace makes st the registry's bindings, as an HA standby receives
+// them from the active VSM. st is validated and stored first: on error
+// nothing changes.
+func (r *Registry) Replace(st State) error {
+	if err := st.Validate(r.maxModule); err != nil {
+		return fmt.Errorf("replace: %w", err)
+	}
+	st.Version = StateVersion
+	veths := make(map[string]Binding, len(st.Veths))
+	nums := make(map[int]string, len(st.Veths))
+	for _, b := range st.Veths {
+		n, _ := api.VethNumber(b.Port)
+		veths[b.Owner], nums[n] = b, b.Owner
+	}
+	uplinks := make(map[upKey]UplinkRecord, len(st.Uplinks))
+	for _, u := range st.Uplinks {
+		uplinks[upKey{u.Module, u.Interface}] = u
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.store != nil {
+		if err := r.store.Save(st); err != nil {
+			return fmt.Errorf("replace: save port bindings: %w", err)
+		}
+	}
+	r.veths, r.nums, r.uplinks = veths, nums, uplinks
+	return nil
+}

@@ -488,3 +488,32 @@ func TestLimitsApplyToNewPorts(t *testing.T) {
 		t.Errorf("new port on a full module = %v, want ErrModuleFull", err)
 	}
 }
+
+func TestReplace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ports.json")
+	r, err := ports.New(ports.Options{Store: ports.FileStore{Path: path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ports.State{Version: ports.StateVersion,
+		Veths:   []ports.Binding{{Port: "Veth4", Owner: "vm:a/nic0", Module: 3, Profile: "web", Active: true}},
+		Uplinks: []ports.UplinkRecord{{Module: 3, Interface: "eth1", Number: 2, Profile: "uplink", Present: true}},
+	}
+	if err := r.Replace(want); err != nil {
+		t.Fatalf("Replace = %v", err)
+	}
+	if diff := cmp.Diff(want, r.State()); diff != "" {
+		t.Errorf("State after Replace (-want +got):\n%s", diff)
+	}
+	if got, _ := (ports.FileStore{Path: path}).Load(); !cmp.Equal(got, want) {
+		t.Errorf("stored state = %+v, want %+v", got, want)
+	}
+	bad := want
+	bad.Veths = append(bad.Veths, ports.Binding{Port: "Veth4", Owner: "vm:b/nic0", Module: 3, Profile: "web"})
+	if err := r.Replace(bad); !errors.Is(err, ports.ErrBadState) {
+		t.Errorf("Replace(Veth4 twice) = %v, want ErrBadState", err)
+	}
+	if diff := cmp.Diff(want, r.State()); diff != "" {
+		t.Errorf("a refused Replace changed the state (-want +got):\n%s", diff)
+	}
+}

@@ -145,3 +145,38 @@ func (v *VEM) Done() <-chan struct{} { return v.done }
 
 // Close closes the connection.
 func (v *VEM) Close() error { return v.conn.Close() }
+
+// Connect does what a VEM's link does after losing its VSM: it tries
+// each address in turn (dial, hello, wait for the answer) and returns the
+// connection of the first VSM that welcomes it, with the welcome. A VSM
+// that refuses (an error message, such as a standby's not_active) or
+// cannot be reached is skipped; the error lists why each one failed.
+func Connect(addrs []string, j api.VSMJoin, h api.VSMHelloBody, timeout time.Duration) (*VEM, api.VSMMessage, error) {
+	var errs []error
+	for _, a := range addrs {
+		v, err := Dial(a, j)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a, err))
+			continue
+		}
+		if err := v.Hello(h); err != nil {
+			v.Close()
+			errs = append(errs, fmt.Errorf("%s: hello: %w", a, err))
+			continue
+		}
+		m, err := v.Next(timeout)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("%s: %w", a, err)
+		case m.Type == api.VSMWelcome:
+			return v, m, nil
+		case m.Type == api.VSMError:
+			err = fmt.Errorf("%s refused: %s (%s)", a, m.Error.Message, m.Error.Code)
+		default:
+			err = fmt.Errorf("%s: got %s before welcome", a, m.Type)
+		}
+		v.Close()
+		errs = append(errs, err)
+	}
+	return nil, api.VSMMessage{}, errors.Join(errs...)
+}

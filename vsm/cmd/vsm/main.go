@@ -5,6 +5,13 @@
 //
 //	vsm -state /tmp/vsm -api 127.0.0.1:8443 -ssh 127.0.0.1:2222 \
 //	    -control 127.0.0.1:2001 -advertise 127.0.0.1:2001 -domain 100
+//
+// An HA pair (VSM-7) shares one token; the secondary knows the primary's
+// peer port, pairs there on its first start and dials it from then on:
+//
+//	vsm -state /tmp/vsm1 -role primary -peer-listen 127.0.0.1:2002 ...
+//	vsm -state /tmp/vsm2 -role secondary -peer 127.0.0.1:2002 \
+//	    -peer-listen 127.0.0.1:2012 -control 127.0.0.1:2011 ...
 package main
 
 import (
@@ -51,9 +58,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.SSHAddr, "ssh", vsm.DefaultSSHAddr, "SSH CLI listen address")
 	advertise := fs.String("advertise", "", "comma-separated host:port addresses VEMs reach the control channel at")
 	fs.IntVar(&o.DomainID, "domain", 0, "svs-domain id to preset on a fresh configuration (1-4095)")
-	fs.StringVar(&o.CmdlineFile, "cmdline", "/proc/cmdline", "kernel command line (flashvisor.token, flashvisor.vsm.domain, flashvisor.vsm.advertise)")
+	fs.StringVar(&o.Role, "role", "", "redundancy role: standalone, primary or secondary (default: the configuration's)")
+	fs.StringVar(&o.PeerAddr, "peer", "", "HA: the other VSM's peer port host:port (the secondary pairs with and dials the primary there)")
+	fs.StringVar(&o.PeerListenAddr, "peer-listen", fmt.Sprintf(":%d", vsm.DefaultPeerPort), "HA: peer port listen address (primary and secondary)")
+	fs.StringVar(&o.CmdlineFile, "cmdline", "/proc/cmdline", "kernel command line (flashvisor.token, flashvisor.vsm.domain, .advertise, .role, .peer)")
 	tokenFile := fs.String("token-file", "", "file holding the API token and SSH password (default: flashvisor.token, the stored hash, or a new one printed once)")
 	debugLog := fs.Bool("debug", false, "debug logging")
+	// Benchmarks only (vsm/cmd/vsmbench's scale sweep): a real chassis
+	// has 66 slots, and the CLI, the VEM's port names and the wire
+	// validation of hello/welcome assume it.
+	fs.IntVar(&o.MaxSlot, "max-slot", 0, "benchmarks only: highest VEM slot (default 66, the chassis size)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +83,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		if *advertise == "" {
 			*advertise = strings.Join(c.VSMAdvertise, ",")
+		}
+		if o.Role == "" {
+			o.Role = c.VSMRole
+		}
+		if o.PeerAddr == "" {
+			o.PeerAddr = c.VSMPeer
 		}
 	}
 	for _, a := range strings.Split(*advertise, ",") {

@@ -17,8 +17,10 @@ func TestRunHelp(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, &out); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("run(-h) = %v, want flag.ErrHelp", err)
 	}
-	if !strings.Contains(out.String(), "-advertise") {
-		t.Errorf("usage lacks -advertise:\n%s", out.String())
+	for _, flag := range []string{"-advertise", "-role", "-peer", "-peer-listen"} {
+		if !strings.Contains(out.String(), flag) {
+			t.Errorf("usage lacks %s:\n%s", flag, out.String())
+		}
 	}
 }
 
