@@ -319,8 +319,11 @@ func (s *Server) vsmAddressesLocked() []string {
 	return out
 }
 
-// kickSync wakes the peer link's sender (non-blocking).
+// kickSync wakes the peer link's sender (non-blocking). Until the sender
+// has turned the change into a state revision, the pair does not count as
+// synchronized.
 func (s *Server) kickSync() {
+	s.syncDirty.Store(true)
 	select {
 	case s.syncKick <- struct{}{}:
 	default:
@@ -392,7 +395,7 @@ func (s *Server) Redundancy() api.VSMRedundancy {
 		r.Description = "No standby: HA not synchronized"
 	case s.ha.active:
 		r.SyncedGen, r.Revision = s.ha.acked, s.ha.rev
-		if s.ha.acked == s.ha.rev && s.ha.rev != 0 {
+		if s.ha.acked == s.ha.rev && s.ha.rev != 0 && !s.syncDirty.Load() {
 			r.Description = "HA synchronized (state revision " + strconv.FormatUint(s.ha.rev, 10) + ")"
 		} else {
 			r.Description = "HA synchronization in progress"

@@ -57,7 +57,7 @@ func synced(t *testing.T, active *instance) {
 	t.Helper()
 	waitFor(t, func() bool {
 		r := active.s.Redundancy()
-		return r.Revision != 0 && r.SyncedGen == r.Revision
+		return r.Revision != 0 && r.SyncedGen == r.Revision && strings.HasPrefix(r.Description, "HA synchronized")
 	}, "the standby to be synchronized")
 }
 

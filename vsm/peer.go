@@ -435,6 +435,8 @@ func (s *Server) syncMessage(lk *peerLink) (peerMsg, bool) {
 		s.mu.Unlock()
 		return peerMsg{}, false
 	}
+	// Cleared before the state is read: a change from now on kicks again.
+	s.syncDirty.Store(false)
 	st := peerSync{Config: s.cfg.Render(), Startup: s.startup, Gens: maps.Clone(s.gens)}
 	s.mu.Unlock()
 	st.Chassis, st.Ports = s.chassis.State(), s.ports.State()

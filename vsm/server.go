@@ -142,6 +142,9 @@ type Server struct {
 	role string
 	// syncKick wakes the peer link's sender after a change (HA sync).
 	syncKick chan struct{}
+	// syncDirty is set by every replicated change until the peer sender
+	// has folded it into a state revision (Redundancy's sync state).
+	syncDirty atomic.Bool
 
 	// updateMu serialises Update (validate, persist, commit, push) and
 	// the standby's installs of the active's state.
