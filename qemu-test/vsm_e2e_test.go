@@ -4,6 +4,7 @@ package qemutest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +23,9 @@ import (
 // vsmIP is the VSM VM's static management address on host A's user-mode
 // network (behind vSwitch0's "VM Network", bridged onto eth0).
 const vsmIP = "10.0.2.16"
+
+// vsmPeerPort is the VSM pair's peer link (the primary listens).
+const vsmPeerPort = 2002
 
 // TestVSMTwoHosts is the distributed switch end to end (VSM-1..6, VSM-8,
 // VEM-6, VEM-8, VEM-9): host A runs the VSM VM, deployed from the VSM
@@ -61,9 +65,11 @@ func TestVSMTwoHosts(t *testing.T) {
 			qemutest.WithBlankDisk("state", 64), qemutest.WithBlankDisk("spare", 1024),
 			qemutest.WithAppend("flashvisor.initstate=/dev/vda", "flashvisor.token="+token,
 				"flashvisor.hostname=e2e-"+h.name, "flashvisor.shell=true")}
+		// Each host's user-mode network has a VSM at vsmIP: the primary
+		// behind A, later the secondary behind B.
+		opts = append(opts, qemutest.WithForwardTo(vsmIP, 443), qemutest.WithForwardTo(vsmIP, api.VSMDefaultPort))
 		if h == a {
-			opts = append(opts, qemutest.WithMemory(2560),
-				qemutest.WithForwardTo(vsmIP, 443), qemutest.WithForwardTo(vsmIP, api.VSMDefaultPort), qemutest.WithForwardTo(vsmIP, 22))
+			opts = append(opts, qemutest.WithMemory(2560), qemutest.WithForwardTo(vsmIP, 22), qemutest.WithForwardTo(vsmIP, vsmPeerPort))
 		}
 		h.vm = bootHost(t, h.name, opts...)
 	}
@@ -114,11 +120,11 @@ func TestVSMTwoHosts(t *testing.T) {
 		t.Fatalf("VSM kernel and initrd in different folders: %s, %s", vk, vi)
 	}
 	if _, err := hostA("vsm", "deploy", "--datastore", "ds1", "--domain", "18", "--vsm-token", token,
-		"--ip", vsmIP+"/24,10.0.2.2", "--advertise", advertise, "--image", imgDir, "--memory", "320"); err != nil {
+		"--ip", vsmIP+"/24,10.0.2.2", "--advertise", advertise, "--image", imgDir, "--memory", "320", "--role", "primary"); err != nil {
 		t.Fatalf("fvctl vsm deploy: %v", err)
 	}
-	vsmCon := attachConsole(t, a.c, "vsm")
-	vc := waitVSM(t, vsmAPI, token, vsmCon)
+	attachConsole(t, a.c, "vsm") // its console in the test log
+	vc := waitVSM(t, vsmAPI, token, "active")
 	t.Logf("VSM API up %.0fs into the test", time.Since(began).Seconds())
 
 	// The switch's configuration, on the VSM's CLI.
@@ -275,8 +281,51 @@ func TestVSMTwoHosts(t *testing.T) {
 	}
 	echo(a1, b1, "ok")
 	echo(b1, a1, "ok")
+
+	// VEM-8: host B, rebooted while the VSM is down, brings all its
+	// ports back from its state partition (not only system VLANs); b1
+	// powers on on its restored vEth without the VSM and reaches a1.
+	upB, err := b.c.Host(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.c.Reboot(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "host B going down", 5*time.Minute, func() error {
+		if h, err := b.c.Host(ctx(t)); err == nil && h.UptimeSeconds >= upB.UptimeSeconds {
+			return errors.New("still up")
+		}
+		return nil
+	})
+	b.c, _ = waitAPI(t, b.vm, token)
+	card, err := b.c.VEMCard(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !card.Restored || !card.Headless || card.Module != 4 {
+		t.Errorf("host B's card after a reboot without the VSM = %+v; want restored, headless, module 4", card)
+	}
+	restored := map[string]bool{}
+	if ps, err := b.c.VEMPorts(ctx(t)); err == nil {
+		for _, p := range ps {
+			restored[p.Owner] = p.Kind == api.PortVeth && p.Profile != ""
+		}
+	}
+	if !restored["vm:b1/nic0"] || !restored["vm:b2/nic0"] {
+		t.Errorf("host B's vEths after the reboot: owners %v; want b1's and b2's back", restored)
+	}
+	mustSucceed(t, b.c)(b.c.PowerVM(ctx(t), "b1", "on", ""))
+	b1.con = attachConsole(t, b.c, "b1")
+	b1.con.wait(0, regexp.MustCompile(`FVGUEST READY name=b1 `), 10*time.Minute)
+	echo(b1, a1, "ok")
+	if card, err = b.c.VEMCard(ctx(t)); err == nil {
+		changes[b.name] = card.Changes
+	}
+	t.Logf("host B rebooted headless, b1 back on its restored port; %.0fs into the test", time.Since(began).Seconds())
+
 	mustSucceed(t, a.c)(a.c.PowerVM(ctx(t), "vsm", "on", ""))
-	vc = waitVSM(t, vsmAPI, token, vsmCon)
+	vc = waitVSM(t, vsmAPI, token, "active")
 	for i, h := range hosts {
 		waitFor(t, h.name+" back on the VSM", 3*time.Minute, func() error {
 			st, err := h.c.VSMStatus(ctx(t))
@@ -301,6 +350,76 @@ func TestVSMTwoHosts(t *testing.T) {
 	if mods := cli("show module"); !regexp.MustCompile(`(?m)^4\s+\d+\s+Virtual Ethernet Module`).MatchString(mods) {
 		t.Errorf("show module after the VSM restart:\n%s", mods)
 	}
+
+	// VSM-7: a secondary VSM on host B pairs with the primary (it gets the
+	// domain CA by proving the shared token) and follows its state; the
+	// primary powered off, the secondary takes over with a higher epoch,
+	// the VEMs follow it without reprogramming, and the guests never stop
+	// talking.
+	if _, err := hostB("vsm", "deploy", "--name", "vsm2", "--datastore", "ds1", "--domain", "18", "--vsm-token", token,
+		"--ip", vsmIP+"/24,10.0.2.2", "--role", "secondary",
+		"--peer", "10.0.2.2:"+portOf(a.vm.HostAddrTo(vsmIP, vsmPeerPort)),
+		"--advertise", "10.0.2.2:"+portOf(b.vm.HostAddrTo(vsmIP, api.VSMDefaultPort)),
+		"--image", imgDir, "--memory", "320"); err != nil {
+		t.Fatalf("fvctl vsm deploy (secondary): %v", err)
+	}
+	vc2 := waitVSM(t, b.vm.HostAddrTo(vsmIP, 443), token, "standby")
+	waitFor(t, "the VSM pair in sync", 3*time.Minute, func() error {
+		h, err := vc2.VSMHealth(ctx(t))
+		if err != nil {
+			return err
+		}
+		red := cli("show system redundancy status")
+		if h.Status != "standby" || !strings.Contains(red, "HA standby") {
+			return fmt.Errorf("secondary %s; primary says:\n%s", h.Status, red)
+		}
+		return nil
+	})
+	t.Logf("redundancy on the primary:\n%s", cli("show system redundancy status"))
+	time.Sleep(10 * time.Second) // the VEMs' next snapshot lists both VSMs
+	epoch := vsmHealth(t, vc).Epoch
+	for _, h := range hosts {
+		card, err := h.c.VEMCard(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes[h.name] = card.Changes
+	}
+	mustSucceed(t, a.c)(a.c.PowerVM(ctx(t), "vsm", "off", ""))
+	off := time.Now()
+	waitFor(t, "the secondary active", 2*time.Minute, func() error {
+		h, err := vc2.VSMHealth(ctx(t))
+		if err != nil {
+			return err
+		}
+		if h.Status != "active" || h.Epoch <= epoch {
+			return fmt.Errorf("secondary %s, epoch %d (primary had %d)", h.Status, h.Epoch, epoch)
+		}
+		return nil
+	})
+	t.Logf("the secondary took over %.1fs after the primary was powered off (timing goal 10 s: see docs/benchmarks.md)", time.Since(off).Seconds())
+	echo(a1, b1, "ok")
+	for i, h := range hosts {
+		waitFor(t, h.name+" on the new active VSM", 3*time.Minute, func() error {
+			st, err := h.c.VSMStatus(ctx(t))
+			if err != nil {
+				return err
+			}
+			if !st.Connected || st.Module != 3+i || st.Epoch <= epoch {
+				return fmt.Errorf("link %+v, want connected in slot %d at an epoch above %d", st, 3+i, epoch)
+			}
+			return nil
+		})
+		card, err := h.c.VEMCard(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if card.Changes != changes[h.name] {
+			t.Errorf("%s after the failover: kernel changes %d -> %d; want no reprogramming", h.name, changes[h.name], card.Changes)
+		}
+	}
+	t.Logf("both VEMs on the new active %.1fs after the primary was powered off", time.Since(off).Seconds())
+	echo(b1, a1, "ok")
 	t.Logf("TestVSMTwoHosts done in %.0fs", time.Since(began).Seconds())
 }
 
@@ -349,7 +468,10 @@ func portOf(addr string) string {
 
 // waitVSM waits for the VSM's API (it boots as a nested VM) and returns a
 // client pinned to the certificate it presents.
-func waitVSM(t *testing.T, addr, token string, con *guestConsole) *client.Client {
+//
+// want is the VSM's HA state to wait for ("active", "standby"; "" any):
+// a primary answers its API a few seconds before it decides it is active.
+func waitVSM(t *testing.T, addr, token, want string) *client.Client {
 	t.Helper()
 	var c *client.Client
 	waitFor(t, "the VSM's API", 6*time.Minute, func() error {
@@ -363,8 +485,12 @@ func waitVSM(t *testing.T, addr, token string, con *guestConsole) *client.Client
 		if err != nil {
 			return err
 		}
-		if _, err := cl.VSMModules(cx); err != nil {
+		h, err := cl.VSMHealth(cx)
+		if err != nil {
 			return err
+		}
+		if want != "" && h.Status != want {
+			return fmt.Errorf("VSM is %s, want %s", h.Status, want)
 		}
 		c = cl
 		return nil

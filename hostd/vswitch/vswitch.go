@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -74,7 +75,11 @@ type Options struct {
 	AfterFirstSync  func(c Config)
 	// OnRollback is told about each automatic rollback (an event).
 	OnRollback func(change api.NetworkChange, reason string)
-	Log        *slog.Logger
+	// Taken lists the vEth names this host's VEM already uses for
+	// someone else (the distributed switch's ports, numbered by the VSM):
+	// a new vEth of this switch skips them. nil: none.
+	Taken func() map[string]bool
+	Log   *slog.Logger
 }
 
 // VMKNICs is what the switch needs from the vmknic manager.
@@ -141,7 +146,7 @@ func Open(o Options) (*Switch, error) {
 		c = o.Default()
 		c.VMKNICs = vmknic.AssignMACs(c.VMKNICs, o.Host)
 		for _, k := range c.VMKNICs {
-			c.Veths = append(c.Veths, api.VethAssignment{Port: freeVeth(c.Veths), VMKNIC: k.Name, PortGroup: k.PortGroup, MAC: k.MAC})
+			c.Veths = append(c.Veths, api.VethAssignment{Port: freeVeth(c.Veths, nil), VMKNIC: k.Name, PortGroup: k.PortGroup, MAC: k.MAC})
 		}
 		c.Sort()
 		if err := c.Check(); err != nil {
@@ -477,7 +482,7 @@ func (s *Switch) Attach(ctx context.Context, vm string, nic int, portGroup, mac 
 		}
 		i := slices.IndexFunc(c.Veths, func(v api.VethAssignment) bool { return v.VM == vm && v.NIC == nic })
 		if i < 0 {
-			c.Veths = append(c.Veths, api.VethAssignment{Port: freeVeth(c.Veths), VM: vm, NIC: nic})
+			c.Veths = append(c.Veths, api.VethAssignment{Port: s.freeVeth(c.Veths), VM: vm, NIC: nic})
 			i = len(c.Veths) - 1
 		}
 		c.Veths[i].PortGroup, c.Veths[i].MAC = portGroup, strings.ToLower(mac)
@@ -498,9 +503,22 @@ func (s *Switch) Attach(ctx context.Context, vm string, nic int, portGroup, mac 
 	return "", fmt.Errorf("attach VM %q vNIC %d: the VEM reports no interface for %s", vm, nic, port)
 }
 
-// freeVeth is the lowest free VethN.
-func freeVeth(vs []api.VethAssignment) string {
-	used := map[string]bool{}
+// freeVeth is the lowest VethN free on this switch and not taken by the
+// distributed switch on this host.
+func (s *Switch) freeVeth(vs []api.VethAssignment) string {
+	var taken map[string]bool
+	if s.o.Taken != nil {
+		taken = s.o.Taken()
+	}
+	return freeVeth(vs, taken)
+}
+
+// freeVeth is the lowest VethN neither in vs nor taken.
+func freeVeth(vs []api.VethAssignment, taken map[string]bool) string {
+	used := maps.Clone(taken)
+	if used == nil {
+		used = map[string]bool{}
+	}
 	for _, v := range vs {
 		used[v.Port] = true
 	}
@@ -566,7 +584,7 @@ func (s *Switch) SetVMKNIC(ctx context.Context, k api.VMKNIC, create bool) (*api
 		k = *c.vmknic(k.Name)
 		i := slices.IndexFunc(c.Veths, func(v api.VethAssignment) bool { return v.VMKNIC == k.Name })
 		if i < 0 {
-			c.Veths = append(c.Veths, api.VethAssignment{Port: freeVeth(c.Veths), VMKNIC: k.Name})
+			c.Veths = append(c.Veths, api.VethAssignment{Port: s.freeVeth(c.Veths), VMKNIC: k.Name})
 			i = len(c.Veths) - 1
 		}
 		c.Veths[i].PortGroup, c.Veths[i].MAC = k.PortGroup, k.MAC

@@ -67,7 +67,8 @@ func openNetwork(ctx context.Context, stateDir string, boot api.BootInfo, ic *in
 		OnRollback: func(ch api.NetworkChange, reason string) {
 			bus.Publish(hostd.EventNetworkRollback, "network", fmt.Sprintf("management network change %s (%s) rolled back: %s", ch.ID, ch.What, reason))
 		},
-		Log: log.With("c", "vswitch"),
+		Taken: func() map[string]bool { return vsmVeths(vc, log) },
+		Log:   log.With("c", "vswitch"),
 	}
 	if !onVswif {
 		o.BeforeFirstSync = func(ctx context.Context, c vswitch.Config) error {
@@ -144,4 +145,34 @@ func (n *network) managementAddrs() []netip.Addr {
 		}
 	}
 	return out
+}
+
+// vsmVeths are the vEths the VEM programs that the host's own switch did
+// not ask for: the distributed switch's, numbered by the VSM. The host's
+// switch must not hand out their numbers (the VSM skips the host's own in
+// turn: they are in the VEM's hello).
+func vsmVeths(vc *vemclient.Client, log *slog.Logger) map[string]bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	merged, err := vc.AppliedConfig(ctx)
+	if err != nil {
+		log.Warn("vEths of the distributed switch unknown", "err", err)
+		return nil
+	}
+	local, err := vc.Config(ctx)
+	if err != nil {
+		log.Warn("vEths of the distributed switch unknown", "err", err)
+		return nil
+	}
+	mine := map[string]bool{}
+	for _, p := range local.Ports {
+		mine[p.Name] = true
+	}
+	taken := map[string]bool{}
+	for _, p := range merged.Ports {
+		if p.Kind == api.PortVeth && !mine[p.Name] {
+			taken[p.Name] = true
+		}
+	}
+	return taken
 }
