@@ -414,6 +414,7 @@ func (s *Server) dispatch(vc *vemConn, m *api.VSMMessage, log *slog.Logger) erro
 		s.mu.Unlock()
 	case api.VSMFrame:
 		s.metrics.frames.Add(1)
+		s.relayedFrame(vc, m.Frame, log)
 	case api.VSMError:
 		return fmt.Errorf("VEM error %s: %s", m.Error.Code, m.Error.Message)
 	default:

@@ -137,6 +137,8 @@ type Server struct {
 	ports   *ports.Registry
 	metrics metrics
 	handler http.Handler
+	// cdp is the CDP neighbor table the VEMs' relayed frames fill.
+	cdp cdpTable
 
 	// role is the redundancy role this process runs (fixed at New).
 	role string

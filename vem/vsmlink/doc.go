@@ -20,6 +20,12 @@
 // is refused and counted; a higher one raises it. Messages of another
 // domain are dropped and counted, never acted upon (VEM-9).
 //
+// Packet channel (VEM-9): while connected, the link captures the CDP
+// frames received on the programming's Eth ports through a FrameSource
+// (vem/cdp.Capture in vemd) and relays each to the VSM as a frame message
+// named by its EthM/P, at most one per port per FrameInterval. A capture
+// that fails is logged once per NIC and retried; it never affects the link.
+//
 // Files: the join data (JoinFile, 0600: it holds the client key, which is
 // never logged nor returned) and the link state (StateFile).
 package vsmlink

@@ -46,6 +46,13 @@ type Options struct {
 	Report time.Duration
 	// MinBackoff and MaxBackoff bound the redial delay (1 s .. 10 s).
 	MinBackoff, MaxBackoff time.Duration
+
+	// Frames, when set, captures the CDP frames received on the uplinks
+	// (the Eth ports of the programming) while the link is connected;
+	// each is relayed to the VSM as a frame message (packet channel,
+	// VEM-9), at most one per port per FrameInterval (1 s).
+	Frames        FrameSource
+	FrameInterval time.Duration
 }
 
 func (o *Options) defaults() {
@@ -61,6 +68,7 @@ func (o *Options) defaults() {
 	def(&o.Report, 10*time.Second)
 	def(&o.MinBackoff, time.Second)
 	def(&o.MaxBackoff, 10*time.Second)
+	def(&o.FrameInterval, time.Second)
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -94,6 +102,11 @@ type Link struct {
 	sess    *session
 	nextReq uint64
 	waiters map[uint64]chan api.VSMAttachResultBody
+	// captureLogged lists the NICs whose CDP capture failure was logged.
+	captureLogged map[string]bool
+
+	// framesKick wakes the CDP relay when the programming changed.
+	framesKick chan struct{}
 }
 
 var (
@@ -113,7 +126,8 @@ func New(o Options) (*Link, error) {
 		return nil, errors.New("vsmlink: no join or state file")
 	}
 	o.defaults()
-	l := &Link{o: o, log: o.Log, agent: o.Agent, changed: make(chan struct{}), waiters: map[uint64]chan api.VSMAttachResultBody{}}
+	l := &Link{o: o, log: o.Log, agent: o.Agent, changed: make(chan struct{}), waiters: map[uint64]chan api.VSMAttachResultBody{},
+		captureLogged: map[string]bool{}, framesKick: make(chan struct{}, 1)}
 	j, err := LoadJoin(o.JoinFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -280,6 +294,7 @@ func (l *Link) SetLocal(ctx context.Context, sc api.SwitchConfig) error {
 		return err
 	}
 	l.setSt(next)
+	defer l.kickFrames()
 	return l.agent.SetConfig(ctx, m)
 }
 

@@ -193,6 +193,7 @@ func (l *Link) session(ctx context.Context, id uint64, addr string, tc *tls.Conf
 	defer cancel()
 	go l.heartbeats(sctx, s)
 	go l.reports(sctx, s)
+	go l.relay(sctx, s)
 	for {
 		m, err := l.read(s, l.o.Dead)
 		if err != nil {
@@ -205,6 +206,7 @@ func (l *Link) session(ctx context.Context, id uint64, addr string, tc *tls.Conf
 		case api.VSMHeartbeat:
 		case api.VSMConfigMsg:
 			if l.handleConfig(ctx, s, m) {
+				l.kickFrames()
 				go l.report(sctx, s)
 			}
 		case api.VSMAttachResult:

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/vsm/cdp"
 	"github.com/flashvisor/flashvisor/vsm/config"
 )
 
@@ -22,6 +23,9 @@ type Switch interface {
 	Modules() []api.VSMModule
 	Interfaces() []Interface
 	MACs() []MAC
+	// CDPNeighbors are the CDP neighbors the VEMs' uplinks heard, not
+	// yet expired.
+	CDPNeighbors() []CDPNeighbor
 	Redundancy() api.VSMRedundancy
 	// ProfileUsage maps each profile name to the interfaces (short names,
 	// "Veth1", "Eth3/2", "Po1") that use it.
@@ -67,4 +71,16 @@ type MAC struct {
 	Age    int // seconds
 	Port   string
 	Module int
+}
+
+// CDPNeighbor is one entry of `show cdp neighbors`: a device heard on a
+// VEM's uplink.
+type CDPNeighbor struct {
+	// Module and Port are where it was heard (Port: EthM/P).
+	Module int
+	Port   string
+	// Holdtime is the seconds left before the entry expires.
+	Holdtime int
+	// Neighbor is what its last CDP frame said.
+	Neighbor cdp.Neighbor
 }

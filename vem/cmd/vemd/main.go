@@ -1,7 +1,8 @@
 // Command vemd is the VEM agent, run by init as a supervised service before
 // hostd. It restores the last applied switch programming from the state
 // partition (VEM-8), starts the link to the VSM if the host has joined a
-// switch (vem/vsmlink; headless until connected), then serves its local
+// switch (vem/vsmlink; headless until connected; while connected it relays
+// the CDP frames its uplinks receive, vem/cdp), then serves its local
 // API on a unix socket and reconciles periodically. Forwarding is the
 // kernel's: vemd exiting or being killed leaves every port as it is.
 package main
@@ -25,6 +26,7 @@ import (
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/internal/layout"
 	"github.com/flashvisor/flashvisor/vem"
+	"github.com/flashvisor/flashvisor/vem/cdp"
 	"github.com/flashvisor/flashvisor/vem/vsmlink"
 )
 
@@ -108,7 +110,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// The link comes up in the background: the restored programming
 	// already forwards (headless until the VSM answers).
 	link, err := vsmlink.New(vsmlink.Options{Agent: agent, JoinFile: *joinFile, StateFile: *linkFile,
-		HostUUID: bi.HostUUID, Hostname: bi.Hostname, Version: mf.Version, Log: log.With("component", "vsmlink")})
+		HostUUID: bi.HostUUID, Hostname: bi.Hostname, Version: mf.Version, Log: log.With("component", "vsmlink"),
+		Frames: cdp.Capture{}})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ type Fake struct {
 	ModuleList []api.VSMModule
 	Ifaces     []cli.Interface
 	MACTable   []cli.MAC
+	CDP        []cli.CDPNeighbor
 	Redund     api.VSMRedundancy
 	Usage      map[string][]string
 }
@@ -108,6 +109,13 @@ func (f *Fake) MACs() []cli.MAC {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.MACTable)
+}
+
+// CDPNeighbors returns CDP.
+func (f *Fake) CDPNeighbors() []cli.CDPNeighbor {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.CDP)
 }
 
 // Redundancy returns Redund.

@@ -1,0 +1,76 @@
+package vsmlink_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/vem/vsmlink"
+	"github.com/flashvisor/flashvisor/vem/vsmlink/vsmlinktest"
+)
+
+// cdpFrame is a small CDPv2 frame from device.
+func cdpFrame(device string) []byte {
+	pdu := []byte{2, 180, 0, 0}
+	pdu = binary.BigEndian.AppendUint16(pdu, 1)
+	pdu = binary.BigEndian.AppendUint16(pdu, uint16(4+len(device)))
+	pdu = append(pdu, device...)
+	b := []byte{0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xcc, 0x02, 0, 0, 0, 0, 1}
+	b = binary.BigEndian.AppendUint16(b, uint16(8+len(pdu)))
+	b = append(b, 0xaa, 0xaa, 0x03, 0x00, 0x00, 0x0c, 0x20, 0x00)
+	b = append(b, pdu...)
+	for len(b) < 60 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func TestCDPRelay(t *testing.T) {
+	frames := &vsmlinktest.Frames{Fail: map[string]error{"eth0": errors.New("no CAP_NET_RAW")}}
+	f := newFixture(t, func(o *vsmlink.Options) { o.Frames = frames; o.FrameInterval = time.Hour })
+	f.joined()
+	time.Sleep(50 * time.Millisecond)
+	if r := frames.Running(); len(r) != 0 {
+		t.Errorf("captures before the VSM welcomed us: %v", r)
+	}
+	c, _ := f.connect(5, 1)
+	if ack := f.config(c, snapshot(5, 1)); ack.Error != "" {
+		t.Fatalf("ack = %+v", ack)
+	}
+	// Eth5/2 is eth1 (the VSM's uplink); eth0 (Eth5/1, local) fails.
+	eventually(t, "a capture on eth1", func() bool { return slices.Equal(frames.Running(), []string{"eth1"}) })
+
+	// Not CDP: not relayed. CDP: relayed as Eth5/2's. The next one within
+	// FrameInterval: dropped.
+	other := cdpFrame("sw")
+	other[21] = 0x03 // VTP
+	frames.Inject("eth1", other)
+	want := cdpFrame("core-sw1")
+	frames.Inject("eth1", want)
+	frames.Inject("eth1", cdpFrame("core-sw1 again"))
+	m := c.Expect(t, api.VSMFrame, wait)
+	if m.Frame.Port != "Eth5/2" || !bytes.Equal(m.Frame.Data, want) {
+		t.Errorf("frame message = port %s data % x, want Eth5/2 % x", m.Frame.Port, m.Frame.Data, want)
+	}
+	// The link carries on, and nothing more was relayed: Expect fails on
+	// a frame message before the ack.
+	c.Send(t, api.VSMMessage{Type: api.VSMConfigMsg, Config: &api.VSMConfigBody{Generation: 2, Base: 1, Ports: []api.Port{veth(11)}}})
+	if ack := c.Expect(t, api.VSMAck, wait).Ack; ack.Generation != 2 || ack.Error != "" {
+		t.Errorf("ack after the frames = %+v", ack)
+	}
+	if n := strings.Count(f.log.String(), `level=WARN msg="CDP capture failed`); n != 1 {
+		t.Errorf("capture failure logged %d times at warn level, want 1:\n%s", n, f.log.String())
+	}
+
+	// The VSM goes away: the captures stop with the session.
+	c.Close()
+	eventually(t, "captures stopped", func() bool { return len(frames.Running()) == 0 })
+	if frames.Inject("eth1", want) {
+		t.Error("a capture still runs while headless")
+	}
+}
