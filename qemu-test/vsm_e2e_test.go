@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -206,6 +207,22 @@ func TestVSMTwoHosts(t *testing.T) {
 		t.Errorf("the same card in domain 18: %v, want a welcome", err)
 	}
 	fake.Close()
+
+	// VEM-9 packet channel: a CDP announcement from the physical switch
+	// (the test's station on the segment) reaches the VSM through both
+	// hosts' uplinks: `show cdp neighbors` lists it on Eth3/2 and Eth4/2.
+	cdp := qemutest.CDPFrame(net.HardwareAddr{0x02, 0, 0, 0, 0xfe, 0x02}, "phys-sw1", "Ethernet1/7", "N9K-C93180YC", 180)
+	waitFor(t, "the physical switch in show cdp neighbors", 2*time.Minute, func() error {
+		if err := hub.Inject(cdp); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second)
+		out := cli("show cdp neighbors")
+		if !strings.Contains(out, "phys-sw1") || !strings.Contains(out, "Eth3/2") || !strings.Contains(out, "Eth4/2") {
+			return fmt.Errorf("show cdp neighbors:\n%s", out)
+		}
+		return nil
+	})
 
 	// VSM-5: the profiles are port groups on both hosts; guests use them.
 	for _, h := range hosts {
