@@ -36,7 +36,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.boots, "boots", 5, "boots for the boot-to-API median")
 	fs.BoolVar(&o.skipCold, "skip-cold", false, "skip the cold image build (it downloads every package again)")
 	fs.StringVar(&o.only, "only", "all", "benchmarks to run: image (build, sizes, boot), vm (power-on, hostd memory; uses out/host and out/guest), "+
-		"vem (forwarding against a bridge and OVS, reconcile time and vemd memory with many ports; builds out/bench) or all")
+		"vem (forwarding against a bridge and OVS, reconcile time and vemd memory with many ports; builds out/bench), "+
+		"vsm (VSM memory, CPU, propagation and failover with simulated VEMs: runs vsm/cmd/vsmbench, no QEMU) or all")
 	fs.IntVar(&o.vmRuns, "vm-runs", 5, "power-ons through hostd and by hand for the latency medians")
 	fs.IntVar(&o.vmMany, "vm-many", 10, "VMs powered on at once")
 	fs.IntVar(&o.vem.runs, "vem-runs", 5, "repetitions of each VEM forwarding measurement (medians; the machine's other work makes single runs swing)")
@@ -47,8 +48,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if o.only != "image" && o.only != "vm" && o.only != "vem" && o.only != "all" {
-		return fmt.Errorf("-only %q: want image, vm, vem or all", o.only)
+	if o.only != "image" && o.only != "vm" && o.only != "vem" && o.only != "vsm" && o.only != "all" {
+		return fmt.Errorf("-only %q: want image, vm, vem, vsm or all", o.only)
 	}
 	root, err := qemutest.RepoRoot(".")
 	if err != nil {
@@ -65,7 +66,35 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if o.only == "vem" || o.only == "all" {
-		return runVEM(ctx, root, o, stdout)
+		if err := runVEM(ctx, root, o, stdout); err != nil {
+			return err
+		}
+	}
+	if o.only == "vsm" || o.only == "all" {
+		return runVSM(ctx, root, o.out, stdout)
+	}
+	return nil
+}
+
+// runVSM runs vsm/cmd/vsmbench, which writes its own section ("VSM
+// scale") of the same file. It gets SIGINT when ctx ends, so that it
+// stops the VSM daemons it started.
+func runVSM(ctx context.Context, root, out string, stdout io.Writer) error {
+	work, err := os.MkdirTemp("", "fvbench-vsm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	bin := filepath.Join(work, "vsmbench")
+	if err := command(ctx, root, "go", "build", "-o", bin, "./vsm/cmd/vsmbench").Run(); err != nil {
+		return fmt.Errorf("building vsmbench: %w", err)
+	}
+	cmd := command(ctx, root, bin, "-out", out)
+	cmd.Stdout = stdout
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("vsmbench: %w", err)
 	}
 	return nil
 }

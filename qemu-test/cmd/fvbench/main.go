@@ -1,7 +1,9 @@
 // Command fvbench measures Flashvisor's tracked figures and writes them into
 // docs/benchmarks.md (`make bench`): image build time cold and warm, image
 // sizes, and boot-to-API-ready time; VM power-on latency through hostd and
-// by hand, hostd memory per VM, and many VMs powered on at once (-only).
+// by hand, hostd memory per VM, and many VMs powered on at once; the VEM's
+// forwarding, reconcile and memory; the VSM at scale (vsm/cmd/vsmbench).
+// -only picks one.
 package main
 
 import (
