@@ -125,7 +125,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !s.token.matches(strings.TrimSpace(tok)) {
+		if !ok || !s.token.Matches(strings.TrimSpace(tok)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flashvisor"`)
 			writeError(w, http.StatusUnauthorized, api.ErrUnauthorized, "missing or invalid bearer token")
 			return

@@ -74,7 +74,7 @@ func (s *Server) Health() Health {
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !s.token.matches(strings.TrimSpace(tok)) {
+		if !ok || !s.token.Matches(strings.TrimSpace(tok)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flashvisor-vsm"`)
 			writeError(w, http.StatusUnauthorized, api.ErrUnauthorized, "missing or invalid bearer token")
 			return

@@ -94,7 +94,7 @@ func newSSHServer(key ssh.Signer, token tokenHash, newSession func() Session, ba
 			// Both checks always run: the answer's timing says nothing
 			// about which one failed.
 			okUser := md.User() == SSHUser
-			okPass := token.matches(string(pw))
+			okPass := token.Matches(string(pw))
 			if okUser && okPass {
 				return &ssh.Permissions{}, nil
 			}
