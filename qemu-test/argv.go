@@ -57,6 +57,10 @@ func accelReason(want, got string) string {
 	return "accelerator tcg (/dev/kvm not usable): software emulation, -cpu max exposes SVM for nested KVM"
 }
 
+// KVMUsable reports whether this machine's /dev/kvm can run the images
+// (the rule Start uses to pick the accelerator).
+func KVMUsable() bool { return kvmUsable("/dev/kvm", "/sys/module") }
+
 // kvmUsable reports whether the KVM device can be opened read-write, which is
 // what QEMU needs (existing but unreadable /dev/kvm is common in containers),
 // and is backed by hardware virtualization: kvm_intel or kvm_amd in

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/internal/benchdoc"
 	qemutest "github.com/flashvisor/flashvisor/qemu-test"
 )
 
@@ -251,50 +251,18 @@ func maxD(ds []time.Duration) time.Duration {
 
 // machine describes where the figures come from.
 func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
-			}
-		}
-	}
-	mem := ""
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int64
-		fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb)
-		mem = fmt.Sprintf("%.0f GiB RAM", float64(kb)/(1<<20))
-	}
-	kvm := "no /dev/kvm (QEMU emulation, TCG)"
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
+	kvm := "no usable /dev/kvm (QEMU emulation, TCG)"
+	if qemutest.KVMUsable() {
 		kvm = "KVM"
 	}
 	qemu := "QEMU ?"
 	if out, err := exec.Command("qemu-system-x86_64", "--version").Output(); err == nil {
 		qemu = strings.SplitN(string(out), "\n", 2)[0]
 	}
-	return fmt.Sprintf("%d cores (%s), %s, %s, %s, %s", runtime.NumCPU(), cpu, mem, kvm, qemu, runtime.Version())
+	return fmt.Sprintf("%s, %s, %s, %s", benchdoc.Machine(), kvm, qemu, runtime.Version())
 }
 
-// updateSection replaces the text between the markers of one section, or
-// appends the section, so each benchmark owns its part of the file.
+// updateSection writes one section of docs/benchmarks.md.
 func updateSection(path, id, title, body string) error {
-	begin, end := "<!-- bench:"+id+" -->", "<!-- /bench:"+id+" -->"
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	if len(old) == 0 {
-		old = []byte("# Benchmarks\n\nFigures measured by `make bench`; each section says when and on what machine.\n")
-	}
-	section := begin + "\n## " + title + "\n\n" + body + end
-	var out []byte
-	if i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end)); i >= 0 && j > i {
-		out = append(append(append([]byte{}, old[:i]...), section...), old[j+len(end):]...)
-	} else {
-		out = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), section+"\n"...)
-	}
-	return os.WriteFile(path, out, 0o644)
+	return benchdoc.UpdateSection(path, id, title, body)
 }

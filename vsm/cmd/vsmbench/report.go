@@ -1,17 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/flashvisor/flashvisor/internal/benchdoc"
 )
 
 // The section of docs/benchmarks.md this command owns; the markers are
-// the ones qemu-test/cmd/fvbench's updateSection uses for its sections.
+// internal/benchdoc's, as for fvbench's sections.
 const (
 	sectionID    = "vsm-scale"
 	sectionTitle = "VSM scale"
@@ -349,46 +350,15 @@ func loaded(la string, cores int) bool {
 
 // machine describes where the figures come from.
 func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
-			}
-		}
-	}
-	mem := "? RAM"
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int64
-		fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb)
-		mem = fmt.Sprintf("%.0f GiB RAM", float64(kb)/(1<<20))
-	}
 	kernel := "Linux ?"
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		kernel = "Linux " + strings.TrimSpace(string(b))
 	}
-	return fmt.Sprintf("%d cores (%s), %s, %s, %s", runtime.NumCPU(), cpu, mem, kernel, runtime.Version())
+	return fmt.Sprintf("%s, %s, %s", benchdoc.Machine(), kernel, runtime.Version())
 }
 
-// updateSection replaces the text between the markers of one section, or
-// appends the section, so each benchmark owns its part of the file (the
-// same format as qemu-test/cmd/fvbench's updateSection).
+// updateSection writes our section of docs/benchmarks.md (the markers
+// fvbench uses for its sections too).
 func updateSection(path, id, title, body string) error {
-	begin, end := "<!-- bench:"+id+" -->", "<!-- /bench:"+id+" -->"
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	if len(old) == 0 {
-		old = []byte("# Benchmarks\n\nFigures measured by `make bench`; each section says when and on what machine.\n")
-	}
-	section := begin + "\n## " + title + "\n\n" + body + end
-	var out []byte
-	if i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end)); i >= 0 && j > i {
-		out = append(append(append([]byte{}, old[:i]...), section...), old[j+len(end):]...)
-	} else {
-		out = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), section+"\n"...)
-	}
-	return os.WriteFile(path, out, 0o644)
+	return benchdoc.UpdateSection(path, id, title, body)
 }
