@@ -587,7 +587,7 @@ func cmdAllowed(s *Session, a *args) (string, error) {
 		}
 		switch {
 		case a.has("add"):
-			cur = cur.Union(list)
+			cur = cur.Or(list)
 		case a.has("remove"):
 			cur = cur.Minus(list)
 		case a.has("except"):
