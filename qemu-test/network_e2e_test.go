@@ -339,7 +339,7 @@ func (h *vlanHost) setup(t *testing.T, token, gk, gi string) {
 		mustSucceed(t, h.c)(h.c.PowerVM(ctx(t), v.name, "on", ""))
 		con := attachConsole(t, h.c, v.name)
 		ready := regexp.MustCompile(`FVGUEST READY name=` + v.name + ` mac=(\S+) ip=` + regexp.QuoteMeta(v.ip) + `\b`)
-		l, _ := con.wait(0, ready, 10*time.Minute)
+		l := waitReady(t, h.c, v.name, con, ready)
 		if got := ready.FindStringSubmatch(l)[1]; !strings.EqualFold(got, v.mac) {
 			t.Errorf("%s sees MAC %s, want %s", v.name, got, v.mac)
 		}

@@ -334,7 +334,7 @@ func TestVSMTwoHosts(t *testing.T) {
 	}
 	mustSucceed(t, b.c)(b.c.PowerVM(ctx(t), "b1", "on", ""))
 	b1.con = attachConsole(t, b.c, "b1")
-	b1.con.wait(0, regexp.MustCompile(`FVGUEST READY name=b1 `), 10*time.Minute)
+	waitReady(t, b.c, "b1", b1.con, regexp.MustCompile(`FVGUEST READY name=b1 `))
 	echo(b1, a1, "ok")
 	if card, err = b.c.VEMCard(ctx(t)); err == nil {
 		changes[b.name] = card.Changes
@@ -460,7 +460,7 @@ func (h *vlanHost) startGuests(t *testing.T) {
 		mustSucceed(t, h.c)(h.c.PowerVM(ctx(t), v.name, "on", ""))
 		v.con = attachConsole(t, h.c, v.name)
 		ready := regexp.MustCompile(`FVGUEST READY name=` + v.name + ` mac=\S+ ip=` + regexp.QuoteMeta(v.ip) + `\b`)
-		v.con.wait(0, ready, 10*time.Minute)
+		waitReady(t, h.c, v.name, v.con, ready)
 		t.Logf("%s: %s READY on %s", h.name, v.name, v.portGroup)
 	}
 }
