@@ -99,6 +99,12 @@ type Options struct {
 	// ShutdownMarker is init's "the host is going down" file.
 	AutostartMarker string
 	ShutdownMarker  string
+	// NetworkReady, if set, is closed when vNICs can be attached (the
+	// switch reached the VEM agent, which starts alongside hostd).
+	// Autostart waits for it, up to AutostartNetworkWait (default 3 min),
+	// then goes on: a VM that still cannot attach gets an event.
+	NetworkReady         <-chan struct{}
+	AutostartNetworkWait time.Duration
 
 	// OpenDisks builds the disk operations (import, clone, grow, info) on
 	// the datastores; nil, or no datastores, answers 503.

@@ -395,7 +395,26 @@ func (s *Server) startVMs(ctx context.Context) {
 	if err := os.WriteFile(marker, []byte("done\n"), 0o644); err != nil {
 		s.log.Warn("autostart marker", "err", err)
 	}
-	go s.vms.Autostart(context.WithoutCancel(ctx))
+	go s.autostart(context.WithoutCancel(ctx))
+}
+
+// autostart waits for the network (a VM powered on before the VEM agent
+// answers fails to attach its vNICs), then powers the autostart VMs on.
+func (s *Server) autostart(ctx context.Context) {
+	if ready := s.o.NetworkReady; ready != nil {
+		wait := s.o.AutostartNetworkWait
+		if wait <= 0 {
+			wait = 3 * time.Minute
+		}
+		select {
+		case <-ready:
+		case <-time.After(wait):
+			s.log.Warn("autostart: the switch is not ready; powering VMs on anyway", "waited", wait)
+		case <-ctx.Done():
+			return
+		}
+	}
+	s.vms.Autostart(ctx)
 }
 
 // stopVMs shuts every VM down when the host is going down (init's

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -1095,5 +1096,36 @@ func TestPortGroupError(t *testing.T) {
 		if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != tc.status || e.Code != tc.code || e.Message != tc.err.Error() {
 			t.Errorf("portGroupError(%v) = %d %s, want %d %s", tc.err, w.Code, w.Body, tc.status, tc.code)
 		}
+	}
+}
+
+// Autostart waits for the switch: a VM powered on before the VEM agent
+// answers cannot attach its vNICs (seen at boot: vem.sock not there yet).
+func TestAutostartWaitsForNetwork(t *testing.T) {
+	ready := make(chan struct{})
+	f := newFakeVMs()
+	s := &Server{o: Options{NetworkReady: ready}, vms: f, log: slog.New(slog.DiscardHandler)}
+	done := make(chan struct{})
+	go func() { s.autostart(t.Context()); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("autostart returned before the network was ready")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if n := f.counts()[1]; n != 0 {
+		t.Fatalf("autostart ran %d times before the network was ready", n)
+	}
+	close(ready)
+	<-done
+	if n := f.counts()[1]; n != 1 {
+		t.Errorf("autostart ran %d times once the network was ready, want 1", n)
+	}
+
+	// A switch that never becomes ready delays autostart, not forever.
+	f = newFakeVMs()
+	s = &Server{o: Options{NetworkReady: make(chan struct{}), AutostartNetworkWait: 50 * time.Millisecond}, vms: f, log: slog.New(slog.DiscardHandler)}
+	s.autostart(t.Context())
+	if n := f.counts()[1]; n != 1 {
+		t.Errorf("autostart ran %d times after the wait ran out, want 1", n)
 	}
 }

@@ -102,6 +102,8 @@ type Switch struct {
 	applied bool // the agent has the current cfg
 	synced  bool // BeforeFirstSync ran and a sync succeeded
 	pending *pending
+	// ready is closed by the first successful sync.
+	ready chan struct{}
 }
 
 // pending is a guarded change applied but not confirmed: prev is the
@@ -157,8 +159,13 @@ func Open(o Options) (*Switch, error) {
 		}
 		o.Log.Info("first boot: default switch configuration", "port_groups", len(c.PortGroups), "uplinks", len(c.Uplinks))
 	}
-	return &Switch{o: o, log: o.Log, cfg: c}, nil
+	return &Switch{o: o, log: o.Log, cfg: c, ready: make(chan struct{})}, nil
 }
+
+// Ready is closed once the agent took the configuration for the first
+// time: from then on vNICs can be attached (autostart waits for it, as the
+// agent starts alongside hostd).
+func (s *Switch) Ready() <-chan struct{} { return s.ready }
 
 // Config returns a copy of the configuration.
 func (s *Switch) Config() Config {
@@ -180,6 +187,7 @@ func (s *Switch) Sync(ctx context.Context) error {
 	s.applied = err == nil
 	if err == nil && !s.synced {
 		s.synced = true
+		close(s.ready)
 		if s.o.AfterFirstSync != nil {
 			s.o.AfterFirstSync(s.cfg.clone())
 		}

@@ -305,8 +305,18 @@ func TestVMKNICsAndManagementGuard(t *testing.T) {
 	rolled := make(chan string, 4)
 	s := openMgmt(t, a, k, file, 200*time.Millisecond, rolled)
 	ctx := context.Background()
+	select {
+	case <-s.Ready():
+		t.Fatal("Ready before the agent took the configuration")
+	default:
+	}
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-s.Ready():
+	default:
+		t.Fatal("not Ready after a successful sync")
 	}
 	// vswif0 is a vEth on the management port group, its switch end the
 	// veth the vmknic manager made, its MAC the uplink's burned-in one.

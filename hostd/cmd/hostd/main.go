@@ -102,6 +102,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	o.OpenVMs = vo.open(log)
 	o.OpenDisks = vo.openDisks
 	o.AutostartMarker = layout.RunDir + "/hostd-autostart-done"
+	if vo.net != nil {
+		o.NetworkReady = vo.net.sw.Ready()
+	}
 	o.ShutdownMarker = layout.ShutdownMarker
 	o.Tasks = task.New(100) // hostd.New publishes each task's end on o.Events
 
