@@ -64,9 +64,7 @@ run: image ## build the image and boot one host in QEMU (console in the foregrou
 .PHONY: e2e
 e2e: image ## end-to-end tests: boot real images under QEMU (full log in out/e2e.log)
 	@mkdir -p $(OUT)
-	set -o pipefail; $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./qemu-test/... ./image/... 2>&1 | tee $(OUT)/e2e.log | \
-		grep --line-buffered -E '^(=== RUN|\s*--- (PASS|FAIL|SKIP)|PASS|FAIL|ok |panic:)|_test\.go:[0-9]+: [^[]' || \
-		{ echo "e2e FAILED; the last 400 lines of $(OUT)/e2e.log:"; tail -n 400 $(OUT)/e2e.log; exit 1; }
+	GO=$(GO) qemu-test/run-e2e $(OUT)/e2e.log $(E2E_TIMEOUT) ./qemu-test/... ./image/...
 
 .PHONY: bench
 bench: ## benchmarks; results go to docs/benchmarks.md

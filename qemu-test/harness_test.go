@@ -169,6 +169,32 @@ func TestConsoleCapturedAndLogged(t *testing.T) {
 	}
 }
 
+func TestKernelPanicMarked(t *testing.T) {
+	qemu, _ := fakeQEMU(t, `echo "[   1.0] Linux version 6.1"; echo "[ 129.0] Kernel panic - not syncing: Fatal exception in interrupt"; exit 0`)
+	rec := newRecordingTB(t)
+	dir := t.TempDir()
+	vm := Start(rec, "h", WithQEMU(qemu), WithStateDir(dir))
+	vm.Wait(ctxFor(t, 10*time.Second))
+	rec.runCleanups()
+	b, err := os.ReadFile(filepath.Join(dir, PanicMarker))
+	if err != nil {
+		t.Fatalf("panic marker: %v", err)
+	}
+	if want := "h: [ 129.0] Kernel panic - not syncing: Fatal exception in interrupt\n"; string(b) != want {
+		t.Errorf("panic marker = %q, want %q", b, want)
+	}
+
+	// A boot without a panic leaves no marker.
+	qemu, _ = fakeQEMU(t, `echo "[   1.0] Linux version 6.1"; exit 0`)
+	dir = t.TempDir()
+	vm = Start(rec, "ok", WithQEMU(qemu), WithStateDir(dir))
+	vm.Wait(ctxFor(t, 10*time.Second))
+	rec.runCleanups()
+	if _, err := os.Stat(filepath.Join(dir, PanicMarker)); !os.IsNotExist(err) {
+		t.Errorf("marker after a clean boot: %v", err)
+	}
+}
+
 func TestQEMUStderrLogged(t *testing.T) {
 	qemu, _ := fakeQEMU(t, `echo "qemu-system-x86_64: -accel kvm: failed" >&2; exit 1`)
 	rec := newRecordingTB(t)
