@@ -21,10 +21,12 @@
 // domain are dropped and counted, never acted upon (VEM-9).
 //
 // Packet channel (VEM-9): while connected, the link captures the CDP
-// frames received on the programming's Eth ports through a FrameSource
-// (vem/cdp.Capture in vemd) and relays each to the VSM as a frame message
-// named by its EthM/P, at most one per port per FrameInterval. A capture
-// that fails is logged once per NIC and retried; it never affects the link.
+// frames received on the programming's Eth ports and the IGMP frames
+// received on its Eth and vEth ports through a FrameSource
+// (vem/ctlframe.Capture in vemd) and relays each to the VSM as a frame
+// message named by its EthM/P or VethN (CDP at most one per port per
+// FrameInterval, IGMP in a bounded burst). A capture that fails is logged
+// once per uplink and retried; it never affects the link.
 //
 // Files: the join data (JoinFile, 0600: it holds the client key, which is
 // never logged nor returned) and the link state (StateFile).

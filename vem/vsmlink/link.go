@@ -48,11 +48,15 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 
 	// Frames, when set, captures the CDP frames received on the uplinks
-	// (the Eth ports of the programming) while the link is connected;
-	// each is relayed to the VSM as a frame message (packet channel,
-	// VEM-9), at most one per port per FrameInterval (1 s).
+	// (the Eth ports of the programming) and the IGMP frames received on
+	// every port while the link is connected; each is relayed to the VSM
+	// as a frame message (packet channel, VEM-9), CDP at most one per
+	// port per FrameInterval (1 s), IGMP in a bounded burst (see relay).
 	Frames        FrameSource
 	FrameInterval time.Duration
+	// IfaceExists tells whether a kernel interface is there (nil: assume
+	// so); vEth taps of powered-off VMs are not captured.
+	IfaceExists func(name string) bool
 }
 
 func (o *Options) defaults() {

@@ -5,12 +5,15 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
-	"github.com/flashvisor/flashvisor/vem/cdp"
+	"github.com/flashvisor/flashvisor/vem"
+	"github.com/flashvisor/flashvisor/vem/ctlframe"
 )
 
 // FrameSource captures the frames received on a host NIC (the packet
@@ -26,13 +29,22 @@ type FrameSource interface {
 // that is not there yet, no CAP_NET_RAW).
 const captureRetry = 30 * time.Second
 
-// capture is one NIC's running capture.
+// capture is one interface's running capture.
 type capture struct {
 	cancel context.CancelFunc
 	done   chan struct{}
-	// port is the NIC's EthM/P (it changes with the module).
+	// port is the interface's EthM/P or VethN (an Eth's changes with the
+	// module).
 	port atomic.Pointer[string]
 }
+
+// igmpBurst is how many IGMP frames a port may relay at once; after that,
+// igmpPerInterval per FrameInterval. A VM joining a few groups sends a
+// report for each at once; a flood of them stays bounded.
+const (
+	igmpBurst       = 16
+	igmpPerInterval = 8
+)
 
 // kickFrames tells the relay the programming changed (its uplinks may
 // have).
@@ -43,27 +55,42 @@ func (l *Link) kickFrames() {
 	}
 }
 
-// uplinkNICs maps the kernel NIC of every Eth port of the programming the
-// agent runs to the port's name.
-func (l *Link) uplinkNICs() map[string]string {
+// captureIfaces maps the kernel interface of every Eth port (CDP and
+// IGMP) and every vEth port (IGMP) of the programming the agent runs to
+// the port's name. An interface that is not there (a powered-off VM's
+// tap) is left out until it is.
+func (l *Link) captureIfaces() map[string]string {
 	out := map[string]string{}
 	sc, ok := l.agent.Config()
 	if !ok {
 		return out
 	}
 	for _, p := range sc.Ports {
-		if p.Kind == api.PortEth && p.Interface != "" {
-			out[p.Interface] = p.Name
+		iface := p.Interface
+		if iface == "" && p.Kind == api.PortVeth {
+			// The VEM's own tap, which the VM's QEMU opens.
+			if n, err := strconv.Atoi(strings.TrimPrefix(p.Name, "Veth")); err == nil {
+				iface = vem.TapName(n)
+			}
 		}
+		if iface == "" || (p.Kind != api.PortEth && p.Kind != api.PortVeth) {
+			continue
+		}
+		if p.Kind == api.PortVeth && l.o.IfaceExists != nil && !l.o.IfaceExists(iface) {
+			continue
+		}
+		out[iface] = p.Name
 	}
 	return out
 }
 
 // relay runs while s is the live session (until ctx ends): it captures
-// the CDP frames received on the uplinks with the FrameSource and sends
-// each to the VSM as a frame message, at most one per port per
-// FrameInterval. A capture that fails is logged (once per NIC), retried
-// later, and never disturbs the link.
+// the CDP frames received on the uplinks and the IGMP frames received on
+// every port with the FrameSource and sends each to the VSM as a frame
+// message: CDP at most one per port per FrameInterval, IGMP igmpBurst at
+// once and igmpPerInterval per FrameInterval after that. A capture that
+// fails is logged (once per interface; at debug level for vEths, whose
+// taps come and go), retried later, and never disturbs the link.
 func (l *Link) relay(ctx context.Context, s *session) {
 	if l.o.Frames == nil {
 		return
@@ -79,7 +106,7 @@ func (l *Link) relay(ctx context.Context, s *session) {
 	retry := time.NewTicker(captureRetry)
 	defer retry.Stop()
 	for {
-		want := l.uplinkNICs()
+		want := l.captureIfaces()
 		for nic, c := range running {
 			ended := false
 			select {
@@ -121,19 +148,34 @@ func (l *Link) relay(ctx context.Context, s *session) {
 
 // capture runs the FrameSource on nic until ctx ends or it fails.
 func (l *Link) capture(ctx context.Context, s *session, nic string, c *capture) {
-	var last time.Time
+	var lastCDP, lastIGMP time.Time
+	tokens := float64(igmpBurst)
 	err := l.o.Frames.Run(ctx, nic, func(frame []byte) {
-		if !cdp.Match(frame) || len(frame) > cdp.MaxFrame {
-			return
-		}
-		now := time.Now()
-		if !last.IsZero() && now.Sub(last) < l.o.FrameInterval {
-			return
-		}
-		last = now
 		port := *c.port.Load()
+		uplink := strings.HasPrefix(port, "Eth")
+		now := time.Now()
+		switch {
+		case len(frame) > ctlframe.MaxFrame:
+			return
+		case uplink && ctlframe.MatchCDP(frame):
+			if !lastCDP.IsZero() && now.Sub(lastCDP) < l.o.FrameInterval {
+				return
+			}
+			lastCDP = now
+		case ctlframe.MatchIGMP(frame):
+			if !lastIGMP.IsZero() {
+				tokens = min(igmpBurst, tokens+float64(igmpPerInterval)*float64(now.Sub(lastIGMP))/float64(l.o.FrameInterval))
+			}
+			lastIGMP = now
+			if tokens < 1 {
+				return
+			}
+			tokens--
+		default:
+			return
+		}
 		if err := s.send(api.VSMMessage{Type: api.VSMFrame, Frame: &api.VSMFrameBody{Port: port, Data: frame}}); err != nil {
-			l.log.Debug("CDP frame not relayed", "port", port, "err", err)
+			l.log.Debug("frame not relayed", "port", port, "err", err)
 		}
 	})
 	if err == nil || ctx.Err() != nil {
@@ -141,10 +183,10 @@ func (l *Link) capture(ctx context.Context, s *session, nic string, c *capture) 
 	}
 	lvl := slog.LevelDebug
 	l.mu.Lock()
-	if !l.captureLogged[nic] {
+	if !l.captureLogged[nic] && strings.HasPrefix(*c.port.Load(), "Eth") {
 		l.captureLogged[nic] = true
 		lvl = slog.LevelWarn
 	}
 	l.mu.Unlock()
-	l.log.Log(ctx, lvl, "CDP capture failed: CDP frames of this uplink are not relayed to the VSM", "nic", nic, "err", err)
+	l.log.Log(ctx, lvl, "frame capture failed: CDP and IGMP frames of this port are not relayed to the VSM", "nic", nic, "port", *c.port.Load(), "err", err)
 }

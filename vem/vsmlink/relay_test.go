@@ -30,7 +30,18 @@ func cdpFrame(device string) []byte {
 	return b
 }
 
-func TestCDPRelay(t *testing.T) {
+// igmpReport is an IGMPv2 report for 239.1.1.n.
+func igmpReport(n byte) []byte {
+	b := []byte{0x01, 0x00, 0x5e, 0x01, 0x01, n, 0x02, 0, 0, 0, 0, 9, 0x08, 0x00}
+	b = append(b, 0x45, 0, 0, 28, 0, 0, 0, 0, 1, 2, 0, 0, 10, 0, 0, 9, 239, 1, 1, n)
+	b = append(b, 0x16, 0, 0, 0, 239, 1, 1, n)
+	for len(b) < 60 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func TestFrameRelay(t *testing.T) {
 	frames := &vsmlinktest.Frames{Fail: map[string]error{"eth0": errors.New("no CAP_NET_RAW")}}
 	f := newFixture(t, func(o *vsmlink.Options) { o.Frames = frames; o.FrameInterval = time.Hour })
 	f.joined()
@@ -42,8 +53,11 @@ func TestCDPRelay(t *testing.T) {
 	if ack := f.config(c, snapshot(5, 1)); ack.Error != "" {
 		t.Fatalf("ack = %+v", ack)
 	}
-	// Eth5/2 is eth1 (the VSM's uplink); eth0 (Eth5/1, local) fails.
-	eventually(t, "a capture on eth1", func() bool { return slices.Equal(frames.Running(), []string{"eth1"}) })
+	// Eth5/2 is eth1 (the VSM's uplink), Veth10 fvveth10, the local
+	// Veth1 vmk0; eth0 (Eth5/1, local) fails.
+	eventually(t, "captures on eth1, fvveth10 and vmk0", func() bool {
+		return slices.Equal(frames.Running(), []string{"eth1", "fvveth10", "vmk0"})
+	})
 
 	// Not CDP: not relayed. CDP: relayed as Eth5/2's. The next one within
 	// FrameInterval: dropped.
@@ -63,7 +77,31 @@ func TestCDPRelay(t *testing.T) {
 	if ack := c.Expect(t, api.VSMAck, wait).Ack; ack.Generation != 2 || ack.Error != "" {
 		t.Errorf("ack after the frames = %+v", ack)
 	}
-	if n := strings.Count(f.log.String(), `level=WARN msg="CDP capture failed`); n != 1 {
+	// IGMP is relayed from every port, CDP only from uplinks.
+	frames.Inject("fvveth10", cdpFrame("vm-pretending"))
+	report := igmpReport(1)
+	frames.Inject("fvveth10", report)
+	m = c.Expect(t, api.VSMFrame, wait)
+	if m.Frame.Port != "Veth10" || !bytes.Equal(m.Frame.Data, report) {
+		t.Errorf("frame message = port %s data % x, want Veth10 % x", m.Frame.Port, m.Frame.Data, report)
+	}
+	// A burst: igmpBurst (16) relayed, the rest dropped (no refill within
+	// the hour-long FrameInterval); the first of the burst was sent above.
+	for i := 2; i <= 30; i++ {
+		frames.Inject("fvveth10", igmpReport(byte(i)))
+	}
+	for i := 2; i <= 16; i++ {
+		m = c.Expect(t, api.VSMFrame, wait)
+		if want := igmpReport(byte(i)); m.Frame.Port != "Veth10" || !bytes.Equal(m.Frame.Data, want) {
+			t.Fatalf("burst frame %d = port %s data % x, want Veth10 % x", i, m.Frame.Port, m.Frame.Data, want)
+		}
+	}
+	c.Send(t, api.VSMMessage{Type: api.VSMConfigMsg, Config: &api.VSMConfigBody{Generation: 3, Base: 2, Ports: []api.Port{veth(12)}}})
+	if ack := c.Expect(t, api.VSMAck, wait).Ack; ack.Generation != 3 || ack.Error != "" {
+		t.Errorf("ack after the IGMP burst = %+v (more than 16 frames relayed?)", ack)
+	}
+
+	if n := strings.Count(f.log.String(), `level=WARN msg="frame capture failed`); n != 1 {
 		t.Errorf("capture failure logged %d times at warn level, want 1:\n%s", n, f.log.String())
 	}
 

@@ -26,7 +26,7 @@ import (
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/internal/layout"
 	"github.com/flashvisor/flashvisor/vem"
-	"github.com/flashvisor/flashvisor/vem/cdp"
+	"github.com/flashvisor/flashvisor/vem/ctlframe"
 	"github.com/flashvisor/flashvisor/vem/vsmlink"
 )
 
@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// already forwards (headless until the VSM answers).
 	link, err := vsmlink.New(vsmlink.Options{Agent: agent, JoinFile: *joinFile, StateFile: *linkFile,
 		HostUUID: bi.HostUUID, Hostname: bi.Hostname, Version: mf.Version, Log: log.With("component", "vsmlink"),
-		Frames: cdp.Capture{}})
+		Frames: ctlframe.Capture{}, IfaceExists: func(name string) bool { _, err := net.InterfaceByName(name); return err == nil }})
 	if err != nil {
 		return err
 	}
