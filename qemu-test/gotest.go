@@ -411,6 +411,11 @@ func waitFrames(vm *VM, path, runID string) *fvtest.Collector {
 		select {
 		case <-vm.Exited():
 			exited = true
+			// QEMU's last console lines may still be in the pipe.
+			select {
+			case <-vm.consoleEOF:
+			case <-time.After(10 * time.Second):
+			}
 		case <-tick.C:
 		}
 		c := collectFrames(path, runID, vm.Console())
