@@ -21,13 +21,14 @@ const (
 	OpMem
 	OpPowerOff
 	OpEcho
+	OpJoin
 )
 
 // Command is one parsed console line.
 type Command struct {
 	Op   Op
 	Text string     // OpWrite only
-	Addr netip.Addr // OpEcho only
+	Addr netip.Addr // OpEcho: the address; OpJoin: the group
 }
 
 // MaxText bounds the text of a write: the console's line discipline passes
@@ -76,6 +77,12 @@ func ParseCommand(line string) (Command, error) {
 			return Command{}, fmt.Errorf("%w: echo IPV4-ADDRESS", ErrUsage)
 		}
 		return Command{Op: OpEcho, Addr: a}, nil
+	case "join":
+		a, err := netip.ParseAddr(rest)
+		if !hasRest || err != nil || !a.Is4() || !a.IsMulticast() {
+			return Command{}, fmt.Errorf("%w: join IPV4-MULTICAST-GROUP", ErrUsage)
+		}
+		return Command{Op: OpJoin, Addr: a}, nil
 	case "write":
 		if !hasRest || rest == "" {
 			return Command{}, fmt.Errorf("%w: write TEXT", ErrUsage)

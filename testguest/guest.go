@@ -34,6 +34,9 @@ type Guest struct {
 	// Echo sends ICMP echo requests to an address and returns the round
 	// trip of the first reply, for "echo" (the guest's ping).
 	Echo func(a netip.Addr) (time.Duration, error)
+	// Join makes the guest a member of a multicast group on its NIC (its
+	// kernel sends the IGMP reports) for as long as it runs.
+	Join func(group netip.Addr) error
 
 	off sync.Once
 }
@@ -98,6 +101,14 @@ func (g *Guest) Answer(line string) (reply string, powerOff bool) {
 			return fmt.Sprintf("%s ECHO %s fail %s", Marker, c.Addr, strings.Join(strings.Fields(err.Error()), " ")), false
 		}
 		return fmt.Sprintf("%s ECHO %s ok %dus", Marker, c.Addr, rtt.Microseconds()), false
+	case OpJoin:
+		if g.Join == nil {
+			return errReply(errors.New("join not available")), false
+		}
+		if err := g.Join(c.Addr); err != nil {
+			return errReply(err), false
+		}
+		return fmt.Sprintf("%s JOINED %s", Marker, c.Addr), false
 	case OpPowerOff:
 		return "", true
 	}

@@ -44,6 +44,7 @@ type pid1 struct {
 	modules *boot.Modules
 	ready   Ready
 	in      *os.File
+	groups  Memberships
 }
 
 // Ready is what the READY marker reports.
@@ -64,7 +65,7 @@ func Run(ctx context.Context, stdout io.Writer) (err error) {
 	p := &pid1{out: NewLineWriter(stdout)}
 	p.log = slog.New(slog.NewTextHandler(p.out, nil)).With("c", "fvguest")
 	p.g = &Guest{Log: p.log, Out: p.out, FindDisk: p.findDisk, Addrs: InterfaceAddrs, MemTotal: memTotal, PowerOff: powerOff,
-		Echo: func(a netip.Addr) (time.Duration, error) { return ICMPEcho(a, 3, time.Second) }}
+		Echo: func(a netip.Addr) (time.Duration, error) { return ICMPEcho(a, 3, time.Second) }, Join: p.groups.Join}
 	// A panic anywhere in the main goroutine ends in a clean power-off,
 	// never in a hung VM (the goroutines below guard themselves).
 	defer func() {

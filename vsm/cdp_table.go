@@ -2,6 +2,7 @@ package vsm
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -13,6 +14,7 @@ import (
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/vsm/cdp"
 	"github.com/flashvisor/flashvisor/vsm/cli"
+	"github.com/flashvisor/flashvisor/vsm/igmp"
 )
 
 // cdpMaxPerModule bounds the neighbors kept per module: a VEM relaying
@@ -98,9 +100,9 @@ func (t *cdpTable) neighbors(now time.Time) []cli.CDPNeighbor {
 // modules' uplinks, not yet expired.
 func (s *Server) CDPNeighbors() []cli.CDPNeighbor { return s.cdp.neighbors(s.o.Now()) }
 
-// relayedFrame takes in a frame a VEM relayed from one of its ports. Only
-// CDP frames heard on the module's own Eth ports are kept; anything else
-// is counted and logged, never a reason to drop the connection.
+// relayedFrame takes in a frame a VEM relayed from one of its ports: IGMP
+// from any port of the module, CDP from its Eth ports. Anything else is
+// counted and logged, never a reason to drop the connection.
 func (s *Server) relayedFrame(vc *vemConn, f *api.VSMFrameBody, log *slog.Logger) {
 	if err := s.learnFrame(vc.slot, f); err != nil {
 		log.Debug("control: relayed frame dropped", "port", f.Port, "err", err)
@@ -108,6 +110,13 @@ func (s *Server) relayedFrame(vc *vemConn, f *api.VSMFrameBody, log *slog.Logger
 }
 
 func (s *Server) learnFrame(slot int, f *api.VSMFrameBody) error {
+	m, err := igmp.Parse(f.Data)
+	switch {
+	case err == nil:
+		return s.learnIGMP(slot, f.Port, m)
+	case !errors.Is(err, igmp.ErrNotIGMP):
+		return fmt.Errorf("IGMP: %w", err)
+	}
 	var mod, port int
 	if n, err := fmt.Sscanf(f.Port, "Eth%d/%d", &mod, &port); err != nil || n != 2 || fmt.Sprintf("Eth%d/%d", mod, port) != f.Port {
 		return fmt.Errorf("port %q: want EthM/P", f.Port)

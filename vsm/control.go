@@ -473,6 +473,9 @@ func (s *Server) sweepLoop(ctx context.Context) {
 		}
 		s.mu.Lock()
 		for _, slot := range gone {
+			// What its ports reported no longer holds (a real switch
+			// flushes a line card's snooping entries with it).
+			s.igmp.forgetModule(slot)
 			if vc := s.conns[slot]; vc != nil {
 				s.log.Warn("control: module silent, closing its connection", "module", slot)
 				vc.close()

@@ -139,6 +139,8 @@ type Server struct {
 	handler http.Handler
 	// cdp is the CDP neighbor table the VEMs' relayed frames fill.
 	cdp cdpTable
+	// igmp is the IGMP snooping table the VEMs' relayed frames fill.
+	igmp igmpTable
 
 	// role is the redundancy role this process runs (fixed at New).
 	role string

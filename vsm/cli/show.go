@@ -43,6 +43,10 @@ func showTree() *node {
 			kw("detail", "Show detailed CDP neighbor information").do(showCDPNeighborsDetail),
 			kw("interface", "Only neighbors on this interface", ifForms(showCDPNeighbors)...),
 		).do(showCDPNeighbors)),
+		kw("ip", "Display IP information", kw("igmp", "IGMP information", kw("snooping", "IGMP snooping information",
+			kw("groups", "Show the groups the VEMs heard reports for",
+				kw("vlan", "Only this VLAN", arg("vlan", vlanArg, "VLAN ID").do(showIGMPGroups)),
+			).do(showIGMPGroups)))),
 		kw("port-profile", "Show port profile information",
 			kw("name", "Show one port profile", arg("name", profileNameArg, "Port profile name").do(showPortProfile)),
 			kw("usage", "Show the interfaces using each port profile",
@@ -130,6 +134,10 @@ func sortedInterfaces(s *Session) []Interface {
 	slices.SortFunc(ifs, func(a, b Interface) int { return compareIfNames(a.Name, b.Name) })
 	return ifs
 }
+
+// CompareIfNames orders interface short names by kind (Eth, Po, Veth),
+// then numerically.
+func CompareIfNames(a, b string) int { return compareIfNames(a, b) }
 
 // compareIfNames orders by kind (Eth, Po, Veth) then numerically.
 func compareIfNames(a, b string) int {

@@ -74,5 +74,6 @@ func (m *memSwitch) Modules() []api.VSMModule          { return nil }
 func (m *memSwitch) Interfaces() []Interface           { return nil }
 func (m *memSwitch) MACs() []MAC                       { return nil }
 func (m *memSwitch) CDPNeighbors() []CDPNeighbor       { return nil }
+func (m *memSwitch) IGMPGroups() []IGMPGroup           { return nil }
 func (m *memSwitch) Redundancy() api.VSMRedundancy     { return api.VSMRedundancy{} }
 func (m *memSwitch) ProfileUsage() map[string][]string { return nil }

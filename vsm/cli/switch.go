@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"net/netip"
+
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/vsm/cdp"
 	"github.com/flashvisor/flashvisor/vsm/config"
@@ -26,6 +28,9 @@ type Switch interface {
 	// CDPNeighbors are the CDP neighbors the VEMs' uplinks heard, not
 	// yet expired.
 	CDPNeighbors() []CDPNeighbor
+	// IGMPGroups is the IGMP snooping table the VEMs' relayed frames
+	// built, not yet expired.
+	IGMPGroups() []IGMPGroup
 	Redundancy() api.VSMRedundancy
 	// ProfileUsage maps each profile name to the interfaces (short names,
 	// "Veth1", "Eth3/2", "Po1") that use it.
@@ -83,4 +88,18 @@ type CDPNeighbor struct {
 	Holdtime int
 	// Neighbor is what its last CDP frame said.
 	Neighbor cdp.Neighbor
+}
+
+// IGMPGroup is one entry of `show ip igmp snooping groups`: a group of a
+// VLAN and the ports that reported it, or (Router) the VLAN's router
+// ports, where queries were heard.
+type IGMPGroup struct {
+	VLAN int
+	// Group is invalid for the router ports' entry.
+	Group netip.Addr
+	// Version is the highest IGMP version heard for it.
+	Version int
+	Router  bool
+	// Ports are short names (EthM/P, VethN), in interface order.
+	Ports []string
 }

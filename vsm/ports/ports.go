@@ -391,6 +391,22 @@ func (r *Registry) Binding(owner string) (Binding, bool) {
 	return b, ok
 }
 
+// ByPort returns the binding of a vEth by its name (VethN).
+func (r *Registry) ByPort(port string) (Binding, bool) {
+	n, ok := api.VethNumber(port)
+	if !ok {
+		return Binding{}, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	owner, ok := r.nums[n]
+	if !ok {
+		return Binding{}, false
+	}
+	b, ok := r.veths[owner]
+	return b, ok
+}
+
 // Bindings returns every vEth binding, by port number.
 func (r *Registry) Bindings() []Binding {
 	r.mu.Lock()

@@ -91,6 +91,14 @@ func TestAttachNumbers(t *testing.T) {
 	if b, _ := r.Binding(vm(1)); b != want {
 		t.Errorf("Binding = %+v, want %+v", b, want)
 	}
+	if b, ok := r.ByPort("Veth2"); !ok || b != want {
+		t.Errorf("ByPort(Veth2) = %+v, %v, want %+v", b, ok, want)
+	}
+	for _, p := range []string{"Veth5", "Veth02", "Eth3/1", ""} {
+		if b, ok := r.ByPort(p); ok {
+			t.Errorf("ByPort(%q) = %+v, want none", p, b)
+		}
+	}
 	// Release frees the number: the lowest free is reused.
 	if err := r.Release(vm(1)); err != nil {
 		t.Fatal(err)

@@ -34,6 +34,7 @@ type Fake struct {
 	Ifaces     []cli.Interface
 	MACTable   []cli.MAC
 	CDP        []cli.CDPNeighbor
+	IGMP       []cli.IGMPGroup
 	Redund     api.VSMRedundancy
 	Usage      map[string][]string
 }
@@ -116,6 +117,13 @@ func (f *Fake) CDPNeighbors() []cli.CDPNeighbor {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.CDP)
+}
+
+// IGMPGroups returns IGMP.
+func (f *Fake) IGMPGroups() []cli.IGMPGroup {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.IGMP)
 }
 
 // Redundancy returns Redund.
