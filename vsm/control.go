@@ -15,6 +15,7 @@ import (
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/vsm/chassis"
+	"github.com/flashvisor/flashvisor/vsm/ports"
 	"github.com/flashvisor/flashvisor/vsm/render"
 )
 
@@ -368,9 +369,18 @@ func (s *Server) sendFullLocked(vc *vemConn) {
 // pushLocked sends every connected module whose programming changed a
 // delta at its next generation (VSM-5: profile changes are live), or a
 // full snapshot when the opaque data changed (deltas do not carry it).
-func (s *Server) pushLocked() {
+func (s *Server) pushLocked() { s.pushModulesLocked(nil) }
+
+// pushModulesLocked is pushLocked for the modules in only (nil: all). An
+// attach or detach changes the ports of one or two modules: rendering
+// every module's programming for each one made attaches slow down with
+// the number of VEMs.
+func (s *Server) pushModulesLocked(only map[int]bool) {
 	opaque := s.opaqueLocked()
 	for _, vc := range s.conns {
+		if only != nil && !only[vc.slot] {
+			continue
+		}
 		if vc.sent == nil || !reflect.DeepEqual(vc.opaque, opaque) {
 			s.sendFullLocked(vc)
 			continue
@@ -429,6 +439,7 @@ func (s *Server) attach(vc *vemConn, a *api.VSMAttachBody, log *slog.Logger) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := &api.VSMAttachResultBody{RequestID: a.RequestID}
+	before, _ := s.ports.Binding(a.Owner)
 	port, err := s.attachLocked(vc, a)
 	if err != nil {
 		res.Error = err.Error()
@@ -439,20 +450,37 @@ func (s *Server) attach(vc *vemConn, a *api.VSMAttachBody, log *slog.Logger) {
 	}
 	s.queueLocked(vc, api.VSMMessage{Type: api.VSMAttachResult, AttachResult: res})
 	if err == nil {
-		s.pushLocked()
+		after, _ := s.ports.Binding(a.Owner)
+		s.pushModulesLocked(modulesOf(before, after))
 		s.kickSync()
 	}
+}
+
+// modulesOf lists the modules a vEth was or is programmed on, before and
+// after a change to its binding.
+func modulesOf(bs ...ports.Binding) map[int]bool {
+	out := map[int]bool{}
+	for _, b := range bs {
+		for _, m := range []int{b.Module, b.Leaving} {
+			if m != 0 {
+				out[m] = true
+			}
+		}
+	}
+	return out
 }
 
 func (s *Server) detach(vc *vemConn, d *api.VSMDetachBody, log *slog.Logger) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	before, _ := s.ports.Binding(d.Owner)
 	if err := s.detachLocked(vc, d); err != nil {
 		log.Info("control: detach", "owner", d.Owner, "release", d.Release, "err", err)
 		return
 	}
 	log.Info("control: detached", "owner", d.Owner, "release", d.Release)
-	s.pushLocked()
+	after, _ := s.ports.Binding(d.Owner)
+	s.pushModulesLocked(modulesOf(before, after, ports.Binding{Module: vc.slot}))
 	s.kickSync()
 }
 

@@ -498,7 +498,7 @@ func (s *Server) installSync(m *peerMsg) error {
 	if err := c.Save(filepath.Join(s.o.StateDir, RunningConfigFile)); err != nil {
 		return fmt.Errorf("save running configuration: %w", err)
 	}
-	s.cfg = c
+	s.setConfigLocked(c)
 	if st.Startup != "" && st.Startup != s.startup {
 		if _, err := atomicfile.WriteIfChanged(filepath.Join(s.o.StateDir, StartupConfigFile), []byte(st.Startup), 0o600); err != nil {
 			return fmt.Errorf("save startup configuration: %w", err)

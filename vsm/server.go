@@ -155,8 +155,11 @@ type Server struct {
 	updateMu sync.Mutex
 	// mu guards the running configuration, the connections and the
 	// reports, and orders every message queued to a VEM.
-	mu      sync.Mutex
-	cfg     config.Config
+	mu  sync.Mutex
+	cfg config.Config
+	// domain mirrors cfg.SVSDomain.ID for the check every VEM message
+	// gets: it must not wait for s.mu while a push holds it.
+	domain  atomic.Int64
 	conns   map[int]*vemConn
 	gens    map[int]uint64 // last generation sent per module
 	reports map[int]portReport
@@ -248,6 +251,7 @@ func New(o Options) (*Server, error) {
 	if s.cfg, err = s.loadConfig(); err != nil {
 		return nil, fmt.Errorf("vsm: %w", err)
 	}
+	s.domain.Store(int64(s.cfg.SVSDomain.ID))
 	s.role = cmp.Or(o.Role, s.cfg.Redundancy, config.RoleStandalone)
 	if s.cfg.Redundancy != s.role {
 		s.cfg.Redundancy = s.role
@@ -335,17 +339,20 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // ourDomain reports whether a message's domain is this switch's.
 func (s *Server) ourDomain(d int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cfg.SVSDomain.ID != 0 && d == s.cfg.SVSDomain.ID
+	id := s.domain.Load()
+	return id != 0 && int64(d) == id
 }
 
 // domainForRefusal is the domain stamped on a refusal: ours, or 1 when
 // none is configured (a message must carry a valid domain).
 func (s *Server) domainForRefusal() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return max(s.cfg.SVSDomain.ID, 1)
+	return max(int(s.domain.Load()), 1)
+}
+
+// setConfigLocked makes c the running configuration in memory.
+func (s *Server) setConfigLocked(c config.Config) {
+	s.cfg = c
+	s.domain.Store(int64(c.SVSDomain.ID))
 }
 
 // Listeners are the sockets Serve uses; a nil one is not served. Peer

@@ -60,7 +60,7 @@ func (s *Server) Update(f func(*config.Config) error) error {
 	if err := c.Save(filepath.Join(s.o.StateDir, RunningConfigFile)); err != nil {
 		return fmt.Errorf("save running configuration: %w", err)
 	}
-	s.cfg = c
+	s.setConfigLocked(c)
 	s.pushLocked()
 	s.kickSync()
 	return nil

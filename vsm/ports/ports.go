@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"maps"
 	"net"
@@ -75,6 +76,17 @@ type Store interface {
 	Save(State) error
 }
 
+// Journal is a Store that can also record a single binding change (an
+// attach, a detach, a release) instead of saving the whole State; Save
+// then compacts. FileStore is one.
+type Journal interface {
+	Record(JournalRecord) error
+}
+
+// DefaultMaxJournal is how many changes are recorded before the next one
+// saves the whole State.
+const DefaultMaxJournal = 4096
+
 // Options configure a Registry; the zero value works (no persistence).
 type Options struct {
 	Store  Store
@@ -84,6 +96,9 @@ type Options struct {
 	// MaxVethPerModule bounds the vEths programmed on one module (default
 	// api.VSMMaxVethPerVEM).
 	MaxVethPerModule int
+	// MaxJournal is how many changes a Journal store records before the
+	// next change saves the whole State (default DefaultMaxJournal).
+	MaxJournal int
 }
 
 // AttachRequest asks for a vEth (the VEM's attach message, plus what the
@@ -103,15 +118,20 @@ type AttachRequest struct {
 // Registry holds the vEth and uplink bindings. It is safe for concurrent
 // use.
 type Registry struct {
-	log       *slog.Logger
-	store     Store
-	maxModule int
-	maxVeth   int
+	log        *slog.Logger
+	store      Store
+	maxModule  int
+	maxVeth    int
+	maxJournal int
 
 	mu      sync.Mutex
 	veths   map[string]Binding // by owner
 	nums    map[int]string     // VethN number -> owner
 	uplinks map[upKey]UplinkRecord
+	// seq numbers the changes (State.Seq); journaled counts those
+	// recorded in the journal since the last full save.
+	seq       uint64
+	journaled int
 }
 
 type upKey struct {
@@ -123,13 +143,14 @@ type upKey struct {
 // fails when the stored state cannot be read or does not validate.
 func New(opts Options) (*Registry, error) {
 	r := &Registry{
-		log:       opts.Logger,
-		store:     opts.Store,
-		maxModule: cmp.Or(opts.MaxModule, api.VSMSlots),
-		maxVeth:   cmp.Or(opts.MaxVethPerModule, api.VSMMaxVethPerVEM),
-		veths:     map[string]Binding{},
-		nums:      map[int]string{},
-		uplinks:   map[upKey]UplinkRecord{},
+		log:        opts.Logger,
+		store:      opts.Store,
+		maxModule:  cmp.Or(opts.MaxModule, api.VSMSlots),
+		maxVeth:    cmp.Or(opts.MaxVethPerModule, api.VSMMaxVethPerVEM),
+		maxJournal: cmp.Or(opts.MaxJournal, DefaultMaxJournal),
+		veths:      map[string]Binding{},
+		nums:       map[int]string{},
+		uplinks:    map[upKey]UplinkRecord{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -151,6 +172,7 @@ func New(opts Options) (*Registry, error) {
 	for _, u := range st.Uplinks {
 		r.uplinks[upKey{u.Module, u.Interface}] = u
 	}
+	r.seq = st.Seq
 	r.log.Info("port bindings loaded", "veths", len(st.Veths), "uplinks", len(st.Uplinks))
 	return r, nil
 }
@@ -287,12 +309,16 @@ func (r *Registry) Attach(req AttachRequest, profiles ProfileLookup) (string, er
 		b.Port = "Veth" + strconv.Itoa(n)
 	}
 
-	undo := r.cloneLocked()
 	r.veths[b.Owner] = b
 	n, _ := api.VethNumber(b.Port)
 	r.nums[n] = b.Owner
-	if err := r.saveLocked(); err != nil {
-		r.restoreLocked(undo)
+	if err := r.recordLocked(b.Owner); err != nil {
+		if known {
+			r.veths[b.Owner] = old
+		} else {
+			delete(r.veths, b.Owner)
+			delete(r.nums, n)
+		}
 		return fail(err)
 	}
 	r.log.Info("vEth attached", "port", b.Port, "owner", b.Owner, "module", b.Module, "profile", b.Profile, "new", !known, "leaving", b.Leaving)
@@ -325,7 +351,7 @@ func (r *Registry) Detach(owner string, module int) error {
 		return nil
 	}
 	r.veths[owner] = b
-	if err := r.saveLocked(); err != nil {
+	if err := r.recordLocked(owner); err != nil {
 		r.veths[owner] = old
 		return fmt.Errorf("detach %s: %w", owner, err)
 	}
@@ -375,7 +401,7 @@ func (r *Registry) Release(owner string) error {
 	n, _ := api.VethNumber(b.Port)
 	delete(r.veths, owner)
 	delete(r.nums, n)
-	if err := r.saveLocked(); err != nil {
+	if err := r.recordLocked(owner); err != nil {
 		r.veths[owner], r.nums[n] = b, owner
 		return fmt.Errorf("release %s: %w", owner, err)
 	}
@@ -415,8 +441,32 @@ func (r *Registry) Bindings() []Binding {
 }
 
 func (r *Registry) bindingsLocked() []Binding {
-	out := slices.Collect(maps.Values(r.veths))
-	slices.SortFunc(out, func(a, b Binding) int { return comparePorts(a.Port, b.Port) })
+	return sortedBindings(maps.Values(r.veths), func(Binding) bool { return true })
+}
+
+// sortedBindings returns the bindings of seq that keep accepts, by port
+// number. The number is parsed once per binding: with thousands of
+// bindings a comparison that parses names dominated every attach.
+func sortedBindings(seq iter.Seq[Binding], keep func(Binding) bool) []Binding {
+	type numbered struct {
+		n int
+		b Binding
+	}
+	var bs []numbered
+	for b := range seq {
+		if !keep(b) {
+			continue
+		}
+		n, _ := api.VethNumber(b.Port)
+		bs = append(bs, numbered{n, b})
+	}
+	slices.SortFunc(bs, func(a, b numbered) int {
+		return cmp.Or(cmp.Compare(a.n, b.n), strings.Compare(a.b.Port, b.b.Port))
+	})
+	out := make([]Binding, len(bs))
+	for i, x := range bs {
+		out[i] = x.b
+	}
 	return out
 }
 
@@ -549,10 +599,7 @@ func (r *Registry) Ports(module int) []api.Port {
 	for _, u := range r.uplinksLocked(module) {
 		out = append(out, api.Port{Name: u.Port, Kind: api.PortEth, Interface: u.Interface, Profile: u.Profile})
 	}
-	for _, b := range r.bindingsLocked() {
-		if !b.onModule(module) {
-			continue
-		}
+	for _, b := range sortedBindings(maps.Values(r.veths), func(b Binding) bool { return b.onModule(module) }) {
 		p := api.Port{Name: b.Port, Kind: api.PortVeth, Profile: b.Profile, Owner: b.Owner}
 		if b.MAC != "" {
 			p.MACs = []string{b.MAC}
@@ -591,7 +638,7 @@ func (r *Registry) State() State {
 }
 
 func (r *Registry) stateLocked() State {
-	st := State{Version: StateVersion, Veths: r.bindingsLocked()}
+	st := State{Version: StateVersion, Seq: r.seq, Veths: r.bindingsLocked()}
 	for _, u := range r.uplinks {
 		st.Uplinks = append(st.Uplinks, u)
 	}
@@ -601,13 +648,39 @@ func (r *Registry) stateLocked() State {
 	return st
 }
 
+// saveLocked stores the whole state as one more change.
 func (r *Registry) saveLocked() error {
 	if r.store == nil {
 		return nil
 	}
+	r.seq++
 	if err := r.store.Save(r.stateLocked()); err != nil {
+		r.seq--
 		return fmt.Errorf("save port bindings: %w", err)
 	}
+	r.journaled = 0
+	return nil
+}
+
+// recordLocked stores the change of one owner's binding (its binding now,
+// or its removal): a journal record when the store keeps one and it is
+// not full, else the whole state.
+func (r *Registry) recordLocked(owner string) error {
+	j, ok := r.store.(Journal)
+	if !ok || r.journaled >= r.maxJournal {
+		return r.saveLocked()
+	}
+	rec := JournalRecord{Seq: r.seq + 1}
+	if b, ok := r.veths[owner]; ok {
+		rec.Set = &b
+	} else {
+		rec.Remove = owner
+	}
+	if err := j.Record(rec); err != nil {
+		return fmt.Errorf("save port bindings: %w", err)
+	}
+	r.seq++
+	r.journaled++
 	return nil
 }
 
@@ -701,5 +774,6 @@ func (r *Registry) Replace(st State) error {
 		}
 	}
 	r.veths, r.nums, r.uplinks = veths, nums, uplinks
+	r.seq, r.journaled = st.Seq, 0
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/internal/atomicfile"
@@ -60,9 +62,44 @@ func (u UplinkRecord) binding() UplinkBinding {
 
 // State is the persistent registry.
 type State struct {
-	Version int            `json:"version"`
+	Version int `json:"version"`
+	// Seq is the number of the last change the state holds: journal
+	// records numbered up to it are already in.
+	Seq     uint64         `json:"seq,omitempty"`
 	Veths   []Binding      `json:"veths,omitempty"`
 	Uplinks []UplinkRecord `json:"uplinks,omitempty"`
+}
+
+// JournalRecord is one vEth binding change: Set stores a binding (by its
+// owner), Remove forgets an owner's.
+type JournalRecord struct {
+	Seq    uint64   `json:"seq"`
+	Set    *Binding `json:"set,omitempty"`
+	Remove string   `json:"remove,omitempty"`
+}
+
+// apply applies the records numbered after s.Seq, in order.
+func (s *State) apply(recs []JournalRecord) error {
+	for _, r := range recs {
+		if r.Seq <= s.Seq {
+			continue // already in the snapshot
+		}
+		switch {
+		case r.Set != nil && r.Remove == "":
+			i := slices.IndexFunc(s.Veths, func(b Binding) bool { return b.Owner == r.Set.Owner })
+			if i < 0 {
+				s.Veths = append(s.Veths, *r.Set)
+			} else {
+				s.Veths[i] = *r.Set
+			}
+		case r.Set == nil && r.Remove != "":
+			s.Veths = slices.DeleteFunc(s.Veths, func(b Binding) bool { return b.Owner == r.Remove })
+		default:
+			return fmt.Errorf("%w: journal record %d: want set or remove", ErrBadState, r.Seq)
+		}
+		s.Seq = r.Seq
+	}
+	return nil
 }
 
 // Validate checks a State for a chassis whose highest module is maxModule:
@@ -130,30 +167,78 @@ func (s State) Validate(maxModule int) error {
 	return nil
 }
 
-// FileStore keeps the State as JSON in one file, replaced atomically.
+// FileStore keeps the State as JSON in one file, replaced atomically, and
+// the binding changes since in a journal next to it (Path + ".journal",
+// one JSON record per line, each appended and synced): an attach then
+// writes one line instead of every binding.
 type FileStore struct {
 	Path string
 }
 
-// Load reads the file; a missing file is the zero State. Unknown fields
-// are ignored (a newer version on the other flash bank wrote them);
-// anything else that does not parse is an error. New validates.
+func (f FileStore) journalPath() string { return f.Path + ".journal" }
+
+// Load reads the file, then replays the journal records it does not hold
+// yet; a missing file is the zero State. Unknown fields are ignored (a
+// newer version on the other flash bank wrote them); anything else that
+// does not parse is an error, except a last journal line cut short (a
+// crash while it was written: that change was never confirmed). New
+// validates.
 func (f FileStore) Load() (State, error) {
 	data, err := os.ReadFile(f.Path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return State{}, nil
-	}
-	if err != nil {
-		return State{}, fmt.Errorf("load port state: %w", err)
-	}
 	var s State
-	if err := json.Unmarshal(data, &s); err != nil {
-		return State{}, fmt.Errorf("%s: %w: %w", f.Path, ErrBadState, err)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return State{}, fmt.Errorf("load port state: %w", err)
+	default:
+		if err := json.Unmarshal(data, &s); err != nil {
+			return State{}, fmt.Errorf("%s: %w: %w", f.Path, ErrBadState, err)
+		}
+	}
+	recs, err := f.readJournal()
+	if err != nil {
+		return State{}, err
+	}
+	if len(recs) > 0 && s.Version == 0 {
+		s.Version = StateVersion
+	}
+	if err := s.apply(recs); err != nil {
+		return State{}, fmt.Errorf("%s: %w", f.journalPath(), err)
 	}
 	return s, nil
 }
 
-// Save writes s when it differs from the file's content (flash wear).
+func (f FileStore) readJournal() ([]JournalRecord, error) {
+	data, err := os.ReadFile(f.journalPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load port journal: %w", err)
+	}
+	lines := strings.Split(string(data), "\n")
+	var recs []JournalRecord
+	for i, l := range lines {
+		if l == "" {
+			continue
+		}
+		var r JournalRecord
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			if i == len(lines)-1 {
+				break // cut short by a crash: never confirmed
+			}
+			return nil, fmt.Errorf("%s line %d: %w: %w", f.journalPath(), i+1, ErrBadState, err)
+		}
+		if len(recs) > 0 && r.Seq <= recs[len(recs)-1].Seq {
+			return nil, fmt.Errorf("%s line %d: %w: record %d after %d", f.journalPath(), i+1, ErrBadState, r.Seq, recs[len(recs)-1].Seq)
+		}
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+// Save writes s when it differs from the file's content (flash wear),
+// then empties the journal: s holds every change up to s.Seq.
 func (f FileStore) Save(s State) error {
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -164,6 +249,37 @@ func (f FileStore) Save(s State) error {
 	}
 	if _, err := atomicfile.WriteIfChanged(f.Path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save port state: %w", err)
+	}
+	// A journal left behind (a crash right here) only holds records up
+	// to s.Seq, which Load skips.
+	if err := os.Remove(f.journalPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("save port state: empty the journal: %w", err)
+	}
+	return nil
+}
+
+// Record appends one change to the journal and syncs it.
+func (f FileStore) Record(r JournalRecord) error {
+	line, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("record port change: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
+		return fmt.Errorf("record port change: %w", err)
+	}
+	j, err := os.OpenFile(f.journalPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("record port change: %w", err)
+	}
+	_, err = j.Write(append(line, '\n'))
+	if err == nil {
+		err = j.Sync()
+	}
+	if cerr := j.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("record port change: %w", err)
 	}
 	return nil
 }
