@@ -150,6 +150,10 @@ type VSMAttachBody struct {
 	MAC       string `json:"mac,omitempty"`
 	// Description names the VM and adapter for `show interface`.
 	Description string `json:"description,omitempty"`
+	// LocalVeths are the VethN numbers the host's own switch uses now
+	// (as in the hello: they change when the host adds a vmknic or a VM
+	// on its own port groups); absent: as last told.
+	LocalVeths []int `json:"local_veths,omitempty"`
 }
 
 // VSMAttachResultBody answers an attach: the VethN, or why not.
@@ -309,6 +313,9 @@ func (m *VSMMessage) Validate() error {
 		}
 		if a.Profile == "" || len(a.Profile) > 80 {
 			return fmt.Errorf("vsm attach: profile %q: want 1-80 characters", a.Profile)
+		}
+		if len(a.LocalVeths) > VSMMaxVethPerVEM {
+			return fmt.Errorf("vsm attach: %d local vEths, at most %d", len(a.LocalVeths), VSMMaxVethPerVEM)
 		}
 		return nil
 	case VSMAttachResult:

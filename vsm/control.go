@@ -439,6 +439,9 @@ func (s *Server) attach(vc *vemConn, a *api.VSMAttachBody, log *slog.Logger) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := &api.VSMAttachResultBody{RequestID: a.RequestID}
+	if a.LocalVeths != nil {
+		vc.local = a.LocalVeths
+	}
 	before, _ := s.ports.Binding(a.Owner)
 	port, err := s.attachLocked(vc, a)
 	if err != nil {

@@ -528,3 +528,31 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// A host's own vEths added after its hello come with each attach: the VSM
+// does not hand out their numbers on that module.
+func TestAttachSkipsLocalVeths(t *testing.T) {
+	in := start(t, t.TempDir(), nil)
+	in.cli(t, webProfile...)
+	a, _ := in.join(t, hostA, 3) // its hello lists no local vEths
+	attach := func(id uint64, owner string, local []int) api.VSMAttachResultBody {
+		t.Helper()
+		a.Send(api.VSMMessage{Type: api.VSMAttach, Attach: &api.VSMAttachBody{RequestID: id, Owner: owner, Profile: "web", LocalVeths: local}})
+		for {
+			m, err := a.Next(wait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Type == api.VSMAttachResult {
+				return *m.AttachResult
+			}
+		}
+	}
+	if r := attach(1, "vm:web01/nic0", []int{1, 2}); r.Port != "Veth3" {
+		t.Errorf("attach with local Veth1, Veth2 = %+v, want Veth3", r)
+	}
+	// Without the list: as last told.
+	if r := attach(2, "vm:web02/nic0", nil); r.Port != "Veth4" {
+		t.Errorf("attach without a list = %+v, want Veth4", r)
+	}
+}

@@ -489,6 +489,9 @@ func TestAttach(t *testing.T) {
 	if _, err := f.link.Attach(ctx, a); !errors.Is(err, vem.ErrNotJoined) {
 		t.Errorf("Attach before joining = %v, want ErrNotJoined", err)
 	}
+	if err := f.link.SetLocal(ctx, localConfig()); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.link.Join(ctx, f.vsm.Join(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -511,6 +514,10 @@ func TestAttach(t *testing.T) {
 	m := c.Expect(t, api.VSMAttach, wait).Attach
 	if m.Owner != a.Owner || m.Profile != "web" || m.MAC != a.MAC || m.RequestID == 0 {
 		t.Errorf("attach sent = %+v", m)
+	}
+	// The host's own vEths as they are now (here vmk0's Veth1).
+	if !slices.Equal(m.LocalVeths, []int{1}) {
+		t.Errorf("attach sent local vEths %v, want [1]", m.LocalVeths)
 	}
 	c.Send(t, api.VSMMessage{Type: api.VSMAttachResult, AttachResult: &api.VSMAttachResultBody{RequestID: m.RequestID, Port: "Veth12"}})
 	if r := <-ch; r.port != "Veth12" || r.err != nil {

@@ -413,6 +413,11 @@ func (l *Link) Attach(ctx context.Context, a api.VSMAttachBody) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("attach %s: %w", a.Owner, err)
 	}
+	// The host's own vEths may have changed since the hello: the VSM
+	// must not hand out one of their numbers on this module.
+	if local, ok := l.Local(); ok {
+		a.LocalVeths = localVeths(&local)
+	}
 	l.mu.Lock()
 	l.nextReq++
 	a.RequestID = l.nextReq
