@@ -246,6 +246,53 @@ func (s *Server) stepDownLocked(why string) {
 	s.log.Warn("VSM steps down to standby", "role", s.role, "epoch", s.epoch, "reason", why)
 }
 
+// Switchover implements cli.Switch (`system switchover`): the active
+// asks its standby, which must hold the active's latest state, to take
+// over now. The standby activates with a higher epoch; this VSM steps
+// down when it hears that (as after any takeover) and its VEMs reconnect
+// to the new active, which sends them what they already run.
+func (s *Server) Switchover() error {
+	s.mu.Lock()
+	p, lk := s.ha.peer, s.ha.link
+	switch {
+	case !s.ha.active:
+		s.mu.Unlock()
+		return errors.New("this supervisor is the standby: run system switchover on the active one")
+	case p == nil || lk == nil:
+		s.mu.Unlock()
+		return errors.New("no standby supervisor: nothing to switch over to")
+	case p.state == StateActive:
+		s.mu.Unlock()
+		return errors.New("the other supervisor is active too: wait until the pair has settled")
+	case s.ha.rev == 0 || s.ha.acked != s.ha.rev || s.syncDirty.Load():
+		s.mu.Unlock()
+		return fmt.Errorf("the standby is not synchronized yet (state revision %d of %d): try again in a moment", s.ha.acked, s.ha.rev)
+	}
+	m := s.headerLocked(peerSwitchover)
+	m.Rev = s.ha.rev
+	s.mu.Unlock()
+	s.log.Warn("switchover: asking the standby to take over", "state_revision", m.Rev)
+	if err := lk.send(m, s.o.PeerDead); err != nil {
+		return fmt.Errorf("switchover: the standby cannot be told: %w", err)
+	}
+	return nil
+}
+
+// switchoverLocked acts on the active's switchover request: a standby
+// holding the revision the request names takes over. It says why not.
+func (s *Server) switchoverLocked(m *peerMsg) string {
+	switch {
+	case s.ha.active:
+		return "this VSM is active already"
+	case m.State != StateActive:
+		return "the request does not come from the active"
+	case s.ha.applied != m.Rev:
+		return fmt.Sprintf("this standby holds state revision %d, the active %d", s.ha.applied, m.Rev)
+	}
+	s.activateLocked("switchover asked by the active")
+	return ""
+}
+
 // active reports whether this VSM is the active one.
 func (s *Server) active() bool {
 	s.mu.Lock()

@@ -408,3 +408,67 @@ func TestHAPairingNeedsTheToken(t *testing.T) {
 		t.Error("a secondary without trust material and without a peer started")
 	}
 }
+
+// `system switchover` hands the active role to the synchronized standby:
+// it activates with a higher epoch, the old active steps down and drops
+// its VEMs, which reconnect to the new active with their slot and their
+// programming unchanged. Refused on the standby and without a standby.
+func TestHASwitchover(t *testing.T) {
+	a, b, _, _ := startPair(t, nil)
+	a.cli(t, uplinkProfile...)
+	a.cli(t, webProfile...)
+	eth1 := api.VSMUplink{Interface: "eth1", Profile: "uplink"}
+	j := a.bundle(t, hostA, eth1)
+	v, _ := a.join(t, hostA, 3, eth1)
+	v.Send(api.VSMMessage{Type: api.VSMAttach, Attach: &api.VSMAttachBody{RequestID: 1, Owner: "vm:web01/nic0", Profile: "web", MAC: "02:00:00:00:00:01"}})
+	if res, err := v.Expect(api.VSMAttachResult, wait); err != nil || res.AttachResult.Port != "Veth1" {
+		t.Fatalf("attach: %+v, %v", res.AttachResult, err)
+	}
+	nextConfig(t, v)
+	v.Send(api.VSMMessage{Type: api.VSMResync})
+	last := nextConfig(t, v)
+	synced(t, a)
+
+	if msg := b.cliFails(t, "system switchover"); !strings.Contains(msg, "standby") {
+		t.Errorf("switchover on the standby: %q", msg)
+	}
+	oldEpoch := a.s.Epoch()
+	if out := a.cli(t, "system switchover"); !strings.Contains(out, "Switchover started") {
+		t.Errorf("system switchover said:\n%s", out)
+	}
+	waitFor(t, func() bool {
+		return b.s.Redundancy().State == vsm.StateActive && a.s.Redundancy().State == vsm.StateStandby
+	}, "the standby active and the old active standby")
+	if b.s.Epoch() <= oldEpoch {
+		t.Errorf("new active's epoch %d, want more than %d", b.s.Epoch(), oldEpoch)
+	}
+	select {
+	case <-v.Done():
+	case <-time.After(wait):
+		t.Fatal("the old active kept its VEM connection")
+	}
+	hello := api.VSMHelloBody{HostUUID: hostA, Module: 3, Generation: last.Generation, Epoch: oldEpoch, Uplinks: []api.VSMUplink{eth1}}
+	v2, w, err := vsmtest.Connect(last.Opaque.VSMs, j, hello, wait)
+	if err != nil {
+		t.Fatalf("VEM reconnect: %v", err)
+	}
+	defer v2.Close()
+	if w.Welcome.Module != 3 || w.Epoch != b.s.Epoch() {
+		t.Errorf("welcome: module %d epoch %d, want 3 and %d", w.Welcome.Module, w.Epoch, b.s.Epoch())
+	}
+	first := nextConfig(t, v2)
+	if diff := cmp.Diff(last.Ports, first.Ports); diff != "" {
+		t.Errorf("ports after the switchover differ (-before +after):\n%s", diff)
+	}
+	// And back: the new active's standby (the old active) is synchronized.
+	synced(t, b)
+	b.cli(t, "system switchover")
+	waitFor(t, func() bool {
+		return a.s.Redundancy().State == vsm.StateActive && b.s.Redundancy().State == vsm.StateStandby
+	}, "the switchover back")
+
+	solo := start(t, t.TempDir(), nil)
+	if msg := solo.cliFails(t, "system switchover"); !strings.Contains(msg, "no standby") {
+		t.Errorf("switchover without a standby: %q", msg)
+	}
+}

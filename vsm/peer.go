@@ -54,6 +54,9 @@ const (
 	peerPair      = "pair"
 	peerPaired    = "paired"
 	peerError     = "error"
+	// peerSwitchover: the active asks its synchronized standby to take
+	// over now (`system switchover`).
+	peerSwitchover = "switchover"
 )
 
 // peerMaxMessageBytes bounds one peer message (a state with 64 modules of
@@ -345,6 +348,13 @@ func (s *Server) runPeerLink(ctx context.Context, tc *tls.Conn, log *slog.Logger
 				s.ha.acked = max(s.ha.acked, m.Rev)
 			}
 			s.mu.Unlock()
+		case peerSwitchover:
+			s.mu.Lock()
+			why := s.switchoverLocked(&m)
+			s.mu.Unlock()
+			if why != "" {
+				log.Warn("peer: switchover refused", "why", why)
+			}
 		case peerError:
 			log.Warn("peer: error from the peer", "err", m.Error)
 			return

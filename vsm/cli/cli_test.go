@@ -448,3 +448,19 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestSystemSwitchover(t *testing.T) {
+	s, f := newSession(t)
+	if out, err := s.Exec("system switchover"); err != nil || !strings.Contains(out, "Switchover started") || f.Switchovers != 1 {
+		t.Errorf("system switchover = %q, %v (%d calls)", out, err, f.Switchovers)
+	}
+	f.SwitchoverErr = errors.New("no standby supervisor: nothing to switch over to")
+	if _, err := s.Exec("system switchover"); err == nil || !strings.Contains(err.Error(), "no standby") {
+		t.Errorf("system switchover without a standby = %v", err)
+	}
+	// Not a configuration command.
+	run(t, s, "configure terminal")
+	if _, err := s.Exec("system switchover"); err == nil {
+		t.Error("system switchover worked in configuration mode")
+	}
+}

@@ -119,17 +119,21 @@ func grammar() map[mode][]*node {
 	copyNode := kw("copy", "Copy from one file to another",
 		kw("running-config", "Copy running configuration to destination",
 			kw("startup-config", "Copy to startup configuration").do(cmdCopyRunStart)))
-	redundancy := kw("system", "System management commands",
-		kw("redundancy", "Redundancy configuration",
+	roleNode := func() *node {
+		return kw("redundancy", "Redundancy configuration",
 			kw("role", "Set the redundancy role (slot 1: standalone or primary; slot 2: secondary)",
 				kw(config.RoleStandalone, "Standalone VSM, no peer").do(cmdRole),
 				kw(config.RolePrimary, "Primary VSM of an HA pair").do(cmdRole),
-				kw(config.RoleSecondary, "Secondary VSM of an HA pair").do(cmdRole))))
+				kw(config.RoleSecondary, "Secondary VSM of an HA pair").do(cmdRole)))
+	}
+	redundancy := kw("system", "System management commands", roleNode())
 
 	exec := []*node{
 		kw("configure", "Enter configuration mode",
 			kw("terminal", "Configure from the terminal").do(cmdConfigure)).do(cmdConfigure),
-		show, copyNode, redundancy,
+		show, copyNode,
+		kw("system", "System management commands", roleNode(),
+			kw("switchover", "Hand the active role to the HA standby").do(cmdSwitchover)),
 		kw("terminal", "Set terminal line parameters",
 			kw("length", "Set number of lines on a screen", arg("n", numArg(0, 511), "Number of lines (0: no pausing)").do(cmdNothing)),
 			kw("width", "Set width of the display terminal", arg("n", numArg(24, 511), "Number of columns").do(cmdNothing))),
@@ -313,6 +317,14 @@ func cmdCopyRunStart(s *Session, _ *args) (string, error) {
 		return "", &cmdError{err}
 	}
 	return "[########################################] 100%\nCopy complete.\n", nil
+}
+
+func cmdSwitchover(s *Session, _ *args) (string, error) {
+	if err := s.sw.Switchover(); err != nil {
+		return "", &cmdError{err}
+	}
+	return "Switchover started: the standby supervisor becomes active, this one the standby.\n" +
+		"The hosts reconnect to the new active; their traffic is not interrupted.\n", nil
 }
 
 // Global configuration.

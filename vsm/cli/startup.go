@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -75,5 +76,6 @@ func (m *memSwitch) Interfaces() []Interface           { return nil }
 func (m *memSwitch) MACs() []MAC                       { return nil }
 func (m *memSwitch) CDPNeighbors() []CDPNeighbor       { return nil }
 func (m *memSwitch) IGMPGroups() []IGMPGroup           { return nil }
+func (m *memSwitch) Switchover() error                 { return errors.New("not during startup") }
 func (m *memSwitch) Redundancy() api.VSMRedundancy     { return api.VSMRedundancy{} }
 func (m *memSwitch) ProfileUsage() map[string][]string { return nil }

@@ -32,6 +32,9 @@ type Switch interface {
 	// built, not yet expired.
 	IGMPGroups() []IGMPGroup
 	Redundancy() api.VSMRedundancy
+	// Switchover hands the active role to the synchronized HA standby
+	// (`system switchover`); its error says why not.
+	Switchover() error
 	// ProfileUsage maps each profile name to the interfaces (short names,
 	// "Veth1", "Eth3/2", "Po1") that use it.
 	ProfileUsage() map[string][]string

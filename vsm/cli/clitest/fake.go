@@ -35,8 +35,11 @@ type Fake struct {
 	MACTable   []cli.MAC
 	CDP        []cli.CDPNeighbor
 	IGMP       []cli.IGMPGroup
-	Redund     api.VSMRedundancy
-	Usage      map[string][]string
+	// Switchovers counts `system switchover`; SwitchoverErr is its answer.
+	Switchovers   int
+	SwitchoverErr error
+	Redund        api.VSMRedundancy
+	Usage         map[string][]string
 }
 
 var _ cli.Switch = (*Fake)(nil)
@@ -124,6 +127,14 @@ func (f *Fake) IGMPGroups() []cli.IGMPGroup {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.IGMP)
+}
+
+// Switchover records the request and returns SwitchoverErr.
+func (f *Fake) Switchover() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Switchovers++
+	return f.SwitchoverErr
 }
 
 // Redundancy returns Redund.
