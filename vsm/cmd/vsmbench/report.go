@@ -62,16 +62,15 @@ func (r results) section() string {
 
 // findings explains the figures from the code that produces them.
 const findings = "### Where the cost is\n\n" +
-	"Heartbeats are cheap: each is a small JSON line on a connection the VSM already has. What grows is the work the VSM does under its one lock " +
-	"(`Server.mu`) on every change of the switch: an attach, a detach or a configuration change calls `pushLocked`, which recomputes the desired programming " +
-	"of **every connected module** (`render.Snapshot` from `ports.Registry.Ports(module)`), and `Ports(module)` copies and sorts **all** vEth bindings of the " +
-	"domain to pick that module's; an attach also rewrites and fsyncs the whole `ports.json`. So one change costs about modules × ports × log(ports), " +
-	"a connecting VEM (its full snapshot) about ports × log(ports), and while a push runs the VSM queues no heartbeats and reads no VEM message " +
-	"(`ourDomain` takes the same lock for every message). When a push takes longer than the 8 s dead interval, the VEMs (real and simulated) give the " +
-	"connection up and reconnect, and every reconnect is another snapshot under the lock: the column of lost connections shows where that starts. " +
-	"Steady-state memory per VEM and the heartbeat CPU are far from any limit; the peaks (VmHWM) come from those reconnect storms, " +
-	"where every admission renders and queues a full snapshot, also for connections the VEM has already given up (the VSM VM has 384 MiB by default). " +
-	"The attach and change path, and the admission under the same lock, are the scale limit of the VSM as built.\n\n"
+	"Heartbeats are cheap: each is a small JSON line on a connection the VSM already has, and the domain check every VEM message gets reads an atomic copy " +
+	"of the domain ID rather than taking the VSM's one lock (`Server.mu`). An attach or detach holds that lock for the change: it checks the new binding " +
+	"against the others (one pass over the domain's bindings), appends one synced line to `ports.json.journal` (the whole `ports.json` is rewritten only every " +
+	"4,096 changes), and renders and sends a delta to the one or two modules the vEth was or is on, whose ports it finds by filtering the bindings before sorting " +
+	"that module's few. What still grows with the switch: a configuration change (a profile edit) renders every connected module, a connecting VEM's snapshot " +
+	"costs its own ports, and an HA pair's standby gets the whole replicated state after each change (encoded outside the lock). When anything holds the lock " +
+	"longer than the 8 s dead interval, the VEMs (real and simulated) give the connection up and reconnect, and every reconnect is another snapshot under the lock: " +
+	"the column of lost connections shows where that starts. Steady-state memory per VEM and the heartbeat CPU are far from any limit; the peaks (VmHWM) come from " +
+	"reconnect storms, where every admission renders and queues a full snapshot, also for connections the VEM has already given up (the VSM VM has 384 MiB by default).\n\n"
 
 func (r results) chassisSection(b *strings.Builder, c *chassisResult) {
 	fmt.Fprintf(b, "### At the chassis limit: %d VEMs × %d vEths (%s ports)\n\n", c.VEMs, c.Veths, thousands(c.VEMs*c.Veths))
@@ -95,7 +94,7 @@ func (r results) chassisSection(b *strings.Builder, c *chassisResult) {
 	}
 	fmt.Fprintf(b, "| VmRSS after the attach phase | %s |\n", mib(c.AttachedRSSKiB))
 	if c.Seeded > 0 {
-		fmt.Fprintf(b, "| vEths bound in the stopped VSM's `ports.json` instead (the attach path cannot bind them in time) | %s |\n", thousands(c.Seeded))
+		fmt.Fprintf(b, "| vEths not attached within the budget, bound in the stopped VSM's state instead (so the restart loads a full switch) | %s |\n", thousands(c.Seeded))
 	}
 	fmt.Fprintf(b, "| VSM restarted with all %s vEths: process start → API answers | %s |\n", thousands(c.VEMs*c.Veths), fmtDur(c.APIReady))
 	fmt.Fprintf(b, "| … → every VEM reconnected and acked a full snapshot with its %d vEths (includes the VEMs' 1 s redial backoff) | %s |\n", c.Veths, fmtDur(c.Restart))
@@ -109,8 +108,8 @@ func (r results) chassisSection(b *strings.Builder, c *chassisResult) {
 			fmt.Fprintf(b, "| %s–%s | %.1f | %s | %s |\n", thousands(bk.from), thousands(bk.to), bk.rate, fmtDur(bk.median), fmtDur(bk.max))
 		}
 		if one, all, ok := extrapolate(bs[len(bs)-1], a.Wanted); ok && a.Done < a.Wanted {
-			fmt.Fprintf(b, "\nThe time one attach holds the VSM grows linearly with the vEths bound (the last row: %s per attach at about %s). "+
-				"Extrapolated linearly from it: about **%s per attach** with all %s bound, and **%s** to attach them all one by one.\n",
+			fmt.Fprintf(b, "\nIf the time one attach holds the VSM grew linearly with the vEths bound (the last row: %s per attach at about %s), "+
+				"it would be about **%s per attach** with all %s bound, and **%s** to attach them all one by one (a linear extrapolation, an upper bound).\n",
 				fmtDur(time.Duration(float64(time.Second)/bs[len(bs)-1].rate)), thousands((bs[len(bs)-1].from+bs[len(bs)-1].to)/2),
 				fmtDur(one), thousands(a.Wanted), fmtHours(all))
 		}
