@@ -103,3 +103,26 @@ func TestIGMPSnooping(t *testing.T) {
 		t.Fatalf("after bad frames: %v", err)
 	}
 }
+
+// A module that leaves the chassis (silent for the dead interval) takes
+// its snooping entries with it.
+func TestIGMPForgetsALeavingModule(t *testing.T) {
+	in := start(t, t.TempDir(), nil)
+	in.cli(t, uplinkProfile...)
+	a, _ := in.join(t, hostA, 3, api.VSMUplink{Interface: "eth1", Profile: "uplink"})
+	b, _ := in.join(t, hostB, 4, api.VSMUplink{Interface: "eth1", Profile: "uplink"})
+	for _, f := range []struct {
+		v    *vsmtest.VEM
+		port string
+	}{{a, "Eth3/2"}, {b, "Eth4/2"}} {
+		if err := f.v.Send(api.VSMMessage{Type: api.VSMFrame, Frame: &api.VSMFrameBody{Port: f.port, Data: igmpFrame(100, 0x16, 0, "239.1.1.1")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { gs := in.s.IGMPGroups(); return len(gs) == 1 && len(gs[0].Ports) == 2 }, "239.1.1.1 on both uplinks")
+	b.Silence()
+	waitFor(t, func() bool {
+		gs := in.s.IGMPGroups()
+		return len(gs) == 1 && len(gs[0].Ports) == 1 && gs[0].Ports[0] == "Eth3/2"
+	}, "module 4's entry gone with it")
+}
