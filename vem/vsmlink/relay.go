@@ -56,8 +56,8 @@ func (l *Link) kickFrames() {
 }
 
 // captureIfaces maps the kernel interface of every Eth port (CDP and
-// IGMP) and every vEth port (IGMP) of the programming the agent runs to
-// the port's name. An interface that is not there (a powered-off VM's
+// IGMP) and every vEth port of the VSM (IGMP) of the programming the agent
+// runs to the port's name. An interface that is not there (a powered-off VM's
 // tap) is left out until it is.
 func (l *Link) captureIfaces() map[string]string {
 	out := map[string]string{}
@@ -65,7 +65,20 @@ func (l *Link) captureIfaces() map[string]string {
 	if !ok {
 		return out
 	}
+	// The host's own vEths (vmknics, VMs on its own port groups) are
+	// not the VSM's ports: it would drop their frames.
+	local := map[string]bool{}
+	if lc, ok := l.Local(); ok {
+		for _, p := range lc.Ports {
+			if p.Kind == api.PortVeth {
+				local[p.Name] = true
+			}
+		}
+	}
 	for _, p := range sc.Ports {
+		if p.Kind == api.PortVeth && local[p.Name] {
+			continue
+		}
 		iface := p.Interface
 		if iface == "" && p.Kind == api.PortVeth {
 			// The VEM's own tap, which the VM's QEMU opens.
