@@ -180,8 +180,19 @@ func TestKernelPanicMarked(t *testing.T) {
 	if err != nil {
 		t.Fatalf("panic marker: %v", err)
 	}
-	if want := "h: [ 129.0] Kernel panic - not syncing: Fatal exception in interrupt\n"; string(b) != want {
+	if want := fmt.Sprintf("h: [ 129.0] Kernel panic - not syncing: Fatal exception in interrupt [pid %d]\n", os.Getpid()); string(b) != want {
 		t.Errorf("panic marker = %q, want %q", b, want)
+	}
+	if got := PanicsSeen(dir); len(got) != 1 || got[0] != "h: [ 129.0] Kernel panic - not syncing: Fatal exception in interrupt" {
+		t.Errorf("PanicsSeen = %q", got)
+	}
+	// Another process's marker (an earlier run) does not count; a
+	// subtest's folder does.
+	os.WriteFile(filepath.Join(dir, PanicMarker), []byte("h: old panic [pid 1]\n"), 0o644)
+	os.MkdirAll(dir+"_sub", 0o755)
+	os.WriteFile(filepath.Join(dir+"_sub", PanicMarker), b, 0o644)
+	if got := PanicsSeen(dir); len(got) != 1 {
+		t.Errorf("PanicsSeen with an old marker and a subtest's = %q, want the subtest's only", got)
 	}
 
 	// A boot without a panic leaves no marker.

@@ -83,7 +83,7 @@ func Start(t testing.TB, name string, opts ...Option) *VM {
 	}
 	c := buildConfig(append(base, opts...))
 	if c.stateDir == "" {
-		c.stateDir = filepath.Join(DefaultStateRoot(), sanitize(t.Name()))
+		c.stateDir = TestStateDir(t)
 	}
 	vm, err := boot(name, c, t.Errorf)
 	if err != nil {
@@ -426,8 +426,34 @@ func (vm *VM) notePanic(line string) {
 		return
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "%s: %s\n", vm.name, strings.TrimSpace(line))
+	fmt.Fprintf(f, "%s: %s [pid %d]\n", vm.name, strings.TrimSpace(line), os.Getpid())
 }
+
+// PanicsSeen returns the kernel panics this process's VMs left in the
+// PanicMarker of dir and of its subtests' folders (dir_*): a test's waits
+// give up at once on an emulated host that died, rather than at their
+// deadline. Markers of earlier runs are not counted.
+func PanicsSeen(dir string) []string {
+	files, _ := filepath.Glob(dir + "_*/" + PanicMarker)
+	files = append([]string{filepath.Join(dir, PanicMarker)}, files...)
+	mine := fmt.Sprintf(" [pid %d]", os.Getpid())
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasSuffix(l, mine) {
+				out = append(out, strings.TrimSuffix(l, mine))
+			}
+		}
+	}
+	return out
+}
+
+// TestStateDir is the state folder Start gives t's VMs by default.
+func TestStateDir(t testing.TB) string { return filepath.Join(DefaultStateRoot(), sanitize(t.Name())) }
 
 // logLine writes one line, stamped with the VM name and time since start, to
 // the log file and, if toLogf, to logf.
