@@ -85,7 +85,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() error) {
 			return
 		}
 		if p := hostPanics(t); len(p) > 0 {
-			t.Fatalf("%s: not reached: an emulated host's kernel panicked (%s); last: %v", what, strings.Join(p, "; "), err)
+			t.Fatalf("%s: not reached: an emulated host failed (%s); last: %v", what, strings.Join(p, "; "), err)
 		}
 		time.Sleep(time.Second)
 	}

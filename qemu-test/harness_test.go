@@ -206,6 +206,33 @@ func TestKernelPanicMarked(t *testing.T) {
 	}
 }
 
+// A kernel that boots again without the previous one saying it restarts
+// is an emulator's silent reset: marked like a panic. A reboot is not.
+func TestSilentResetMarked(t *testing.T) {
+	for _, tc := range []struct {
+		name, script string
+		want         string
+	}{
+		{"reboot", `echo "[ 1.0] Linux version 6.1 x"; echo "[ 9.0] reboot: Restarting system"; echo "[ 1.0] Linux version 6.1 x"`, ""},
+		{"silent", `echo "[ 1.0] Linux version 6.1 x"; echo "[ 9.0] hostd: working"; echo "[ 1.0] Linux version 6.1 x"`,
+			"h: silent reset: the kernel booted again without a reboot or panic message before (an emulator fault)"},
+		{"one boot", `echo "[ 1.0] Linux version 6.1 x"`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			qemu, _ := fakeQEMU(t, tc.script+"; exit 0")
+			rec := newRecordingTB(t)
+			dir := t.TempDir()
+			vm := Start(rec, "h", WithQEMU(qemu), WithStateDir(dir))
+			vm.Wait(ctxFor(t, 10*time.Second))
+			rec.runCleanups()
+			got := strings.Join(PanicsSeen(dir), "\n")
+			if got != tc.want {
+				t.Errorf("marked %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestQEMUStderrLogged(t *testing.T) {
 	qemu, _ := fakeQEMU(t, `echo "qemu-system-x86_64: -accel kvm: failed" >&2; exit 1`)
 	rec := newRecordingTB(t)

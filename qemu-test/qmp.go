@@ -45,6 +45,9 @@ type qmpReply struct {
 // value. It keeps trying to connect while QEMU starts, and fails if QEMU
 // exits first.
 func (vm *VM) QMP(ctx context.Context, command string, args any) (json.RawMessage, error) {
+	if command == "system_reset" {
+		vm.noteRestart() // the next boot is the test's doing
+	}
 	raw, err := vm.qmp.execute(ctx, vm.exited, command, args)
 	if err != nil {
 		return nil, fmt.Errorf("VM %s: QMP %s: %w", vm.name, command, err)

@@ -66,6 +66,14 @@ type VM struct {
 	consoleToLogf bool          // false when the console is shown raw elsewhere
 	watchDone     chan struct{} // closed when the deadline watcher is done
 
+	// boots counts kernel boots on the console; restartSeen says whether
+	// the running kernel announced a restart (or a panic) or the test
+	// reset the machine over QMP, so that the next boot is not a silent
+	// reset (see addConsoleLine). Guarded by bootMu.
+	bootMu      sync.Mutex
+	boots       int
+	restartSeen bool
+
 	qmp       qmpConn
 	closeOnce sync.Once
 }
@@ -396,19 +404,42 @@ func (vm *VM) readOutput(r *os.File, raw io.Writer, emit func(string)) {
 }
 
 // PanicMarker is the file, in a VM's state folder, that lists the kernel
-// panics seen on its console ("<VM name>: <panic line>"). Under TCG the
-// emulated hosts' kernel sometimes dies of a recursive page fault in a KVM
-// vCPU thread (QEMU's nested-SVM emulation, not our code: see
-// docs/testing.md); the e2e runner reruns, once, a failed test whose hosts
-// left this marker.
+// panics and silent resets seen on its console ("<VM name>: <line> [pid
+// N]"). Under TCG the emulated hosts' kernel sometimes dies of a recursive
+// page fault in a KVM vCPU thread, or the machine resets without a word
+// (QEMU's nested-SVM emulation, not our code: see docs/design.md); the e2e
+// runner reruns, once, a failed test whose hosts left this marker.
 const PanicMarker = "kernel-panics"
 
 var kernelPanicRE = regexp.MustCompile(`Kernel panic - not syncing`)
 
-// addConsoleLine records a serial console line.
+// kernelBootRE is the first line a Linux kernel prints; restartRE what
+// it prints when it restarts the machine on purpose (a reboot).
+var (
+	kernelBootRE = regexp.MustCompile(`\] Linux version \S+`)
+	restartRE    = regexp.MustCompile(`reboot: Restarting system`)
+)
+
+// addConsoleLine records a serial console line. A kernel panic, and a
+// kernel booting again without the previous one having said it restarts
+// (an emulated host reset by an emulator fault, as a triple fault does),
+// are noted in the state folder's PanicMarker.
 func (vm *VM) addConsoleLine(line string) {
-	if kernelPanicRE.MatchString(line) {
+	switch {
+	case kernelPanicRE.MatchString(line):
 		vm.notePanic(line)
+		vm.noteRestart()
+	case restartRE.MatchString(line):
+		vm.noteRestart()
+	case kernelBootRE.MatchString(line):
+		vm.bootMu.Lock()
+		silent := vm.boots > 0 && !vm.restartSeen
+		vm.boots++
+		vm.restartSeen = false
+		vm.bootMu.Unlock()
+		if silent {
+			vm.notePanic("silent reset: the kernel booted again without a reboot or panic message before (an emulator fault)")
+		}
 	}
 	vm.mu.Lock()
 	vm.lines = append(vm.lines, line)
@@ -416,6 +447,13 @@ func (vm *VM) addConsoleLine(line string) {
 	vm.changed = make(chan struct{})
 	vm.mu.Unlock()
 	vm.logLine(line, vm.consoleToLogf)
+}
+
+// noteRestart records that the next boot is expected.
+func (vm *VM) noteRestart() {
+	vm.bootMu.Lock()
+	vm.restartSeen = true
+	vm.bootMu.Unlock()
 }
 
 // notePanic appends a kernel panic line to the state folder's PanicMarker.

@@ -85,7 +85,7 @@ func (g *guestConsole) tryWait(from int, re *regexp.Regexp, d time.Duration) (st
 			return "", 0, false
 		case <-time.After(5 * time.Second):
 			if p := hostPanics(g.t); len(p) > 0 {
-				g.t.Fatalf("console: waiting for %s: an emulated host's kernel panicked (%s)", re, strings.Join(p, "; "))
+				g.t.Fatalf("console: waiting for %s: an emulated host failed (%s)", re, strings.Join(p, "; "))
 			}
 		}
 	}
