@@ -54,6 +54,9 @@ type Options struct {
 	// port per FrameInterval (1 s), IGMP in a bounded burst (see relay).
 	Frames        FrameSource
 	FrameInterval time.Duration
+	// CaptureVeths also captures the IGMP frames the VSM's vEths receive
+	// (each VM's tap); without it only the Eth ports are captured.
+	CaptureVeths bool
 	// IfaceExists tells whether a kernel interface is there (nil: assume
 	// so); vEth taps of powered-off VMs are not captured.
 	IfaceExists func(name string) bool

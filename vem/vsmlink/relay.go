@@ -56,8 +56,8 @@ func (l *Link) kickFrames() {
 }
 
 // captureIfaces maps the kernel interface of every Eth port (CDP and
-// IGMP) and every vEth port of the VSM (IGMP) of the programming the agent
-// runs to the port's name. An interface that is not there (a powered-off VM's
+// IGMP) and, with CaptureVeths, every vEth port of the VSM (IGMP) of the
+// programming the agent runs to the port's name. An interface that is not there (a powered-off VM's
 // tap) is left out until it is.
 func (l *Link) captureIfaces() map[string]string {
 	out := map[string]string{}
@@ -76,7 +76,7 @@ func (l *Link) captureIfaces() map[string]string {
 		}
 	}
 	for _, p := range sc.Ports {
-		if p.Kind == api.PortVeth && local[p.Name] {
+		if p.Kind == api.PortVeth && (local[p.Name] || !l.o.CaptureVeths) {
 			continue
 		}
 		iface := p.Interface

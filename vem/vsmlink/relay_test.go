@@ -43,7 +43,7 @@ func igmpReport(n byte) []byte {
 
 func TestFrameRelay(t *testing.T) {
 	frames := &vsmlinktest.Frames{Fail: map[string]error{"eth0": errors.New("no CAP_NET_RAW")}}
-	f := newFixture(t, func(o *vsmlink.Options) { o.Frames = frames; o.FrameInterval = time.Hour })
+	f := newFixture(t, func(o *vsmlink.Options) { o.Frames = frames; o.FrameInterval = time.Hour; o.CaptureVeths = true })
 	f.joined()
 	time.Sleep(50 * time.Millisecond)
 	if r := frames.Running(); len(r) != 0 {
@@ -110,5 +110,21 @@ func TestFrameRelay(t *testing.T) {
 	eventually(t, "captures stopped", func() bool { return len(frames.Running()) == 0 })
 	if frames.Inject("eth1", want) {
 		t.Error("a capture still runs while headless")
+	}
+}
+
+// Without CaptureVeths only the uplinks are captured (vemd's default).
+func TestFrameRelayUplinksOnly(t *testing.T) {
+	frames := &vsmlinktest.Frames{}
+	f := newFixture(t, func(o *vsmlink.Options) { o.Frames = frames })
+	f.joined()
+	c, _ := f.connect(5, 1)
+	if ack := f.config(c, snapshot(5, 1)); ack.Error != "" {
+		t.Fatalf("ack = %+v", ack)
+	}
+	eventually(t, "captures on the uplinks", func() bool { return slices.Equal(frames.Running(), []string{"eth0", "eth1"}) })
+	time.Sleep(50 * time.Millisecond)
+	if r := frames.Running(); !slices.Equal(r, []string{"eth0", "eth1"}) {
+		t.Errorf("captures = %v, want the uplinks only", r)
 	}
 }

@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	linkFile := fs.String("vsm-state", "", "VSM link state (default: <state dir>/"+layout.VEMLinkStateFile+")")
 	interval := fs.Duration("interval", 30*time.Second, "reconcile period (repairs what someone changed by hand)")
 	debug := fs.Bool("debug", false, "debug logging")
+	igmpVeths := fs.Bool("igmp-veths", false, "also relay the IGMP frames the VSM's vEths receive (a capture on each VM's tap; off by default: see docs/vsm-design.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,7 +112,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// already forwards (headless until the VSM answers).
 	link, err := vsmlink.New(vsmlink.Options{Agent: agent, JoinFile: *joinFile, StateFile: *linkFile,
 		HostUUID: bi.HostUUID, Hostname: bi.Hostname, Version: mf.Version, Log: log.With("component", "vsmlink"),
-		Frames: ctlframe.Capture{}, IfaceExists: func(name string) bool { _, err := net.InterfaceByName(name); return err == nil }})
+		Frames: ctlframe.Capture{}, CaptureVeths: *igmpVeths,
+		IfaceExists: func(name string) bool { _, err := net.InterfaceByName(name); return err == nil }})
 	if err != nil {
 		return err
 	}
