@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	qemutest "github.com/flashvisor/flashvisor/qemu-test"
 )
 
 // fakeQEMU writes a script that saves its arguments to DIR/argv, prints a
@@ -58,7 +60,7 @@ func TestRunCreatesDisksAndReusesToken(t *testing.T) {
 	}
 	argv, _ := os.ReadFile(argvFile)
 	a := string(argv)
-	wantAppend := "console=ttyS0,115200 panic=-1 flashvisor.token=" + token + " flashvisor.hostname=fv-run-1 flashvisor.initstate=/dev/vda quiet x=1"
+	wantAppend := strings.Join(qemutest.DefaultAppend(), " ") + " flashvisor.token=" + token + " flashvisor.hostname=fv-run-1 flashvisor.initstate=/dev/vda quiet x=1"
 	for _, want := range []string{
 		"\n" + wantAppend + "\n",
 		"file=" + filepath.Join(runDir, "state.img") + ",format=raw,if=none,id=disk0",
