@@ -92,6 +92,19 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() error) {
 	t.Fatalf("%s: not reached after %s: %v", what, d, err)
 }
 
+// nestedStall fails the test for a nested VM that stayed stalled in early
+// boot after its reset, noting it as the emulator fault it is (run-e2e
+// runs the test again).
+func nestedStall(t *testing.T, format string, args ...any) {
+	t.Helper()
+	top, _, _ := strings.Cut(t.Name(), "/")
+	msg := fmt.Sprintf(format, args...)
+	if err := qemutest.NoteFault(filepath.Join(qemutest.DefaultStateRoot(), top), "nested VM stalled: "+msg); err != nil {
+		t.Logf("noting the fault: %v", err)
+	}
+	t.Fatalf("%s (a nested VM stalled in early boot twice: an emulator fault)", msg)
+}
+
 // hostPanics are the kernel panics of this test's emulated hosts (a
 // fault of QEMU's nested-SVM emulation under TCG, see docs/design.md):
 // waiting on a dead host is pointless, and run-e2e runs such a test again.

@@ -195,6 +195,15 @@ func TestKernelPanicMarked(t *testing.T) {
 		t.Errorf("PanicsSeen with an old marker and a subtest's = %q, want the subtest's only", got)
 	}
 
+	// A test notes a fault it found itself (a nested VM stalled twice).
+	other := t.TempDir()
+	if err := NoteFault(other, "nested VM stalled: a1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := PanicsSeen(other); len(got) != 1 || got[0] != "nested VM stalled: a1" {
+		t.Errorf("PanicsSeen after NoteFault = %q", got)
+	}
+
 	// A boot without a panic leaves no marker.
 	qemu, _ = fakeQEMU(t, `echo "[   1.0] Linux version 6.1"; exit 0`)
 	dir = t.TempDir()

@@ -467,6 +467,23 @@ func (vm *VM) notePanic(line string) {
 	fmt.Fprintf(f, "%s: %s [pid %d]\n", vm.name, strings.TrimSpace(line), os.Getpid())
 }
 
+// NoteFault records an emulator fault a test found itself in dir's
+// PanicMarker (as the harness does for a host's panic or silent reset): a
+// nested VM that stays stalled in early boot even after a reset, a TCG
+// nested-SVM artifact. run-e2e then runs the test again.
+func NoteFault(dir, what string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, PanicMarker), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = fmt.Fprintf(f, "%s [pid %d]\n", what, os.Getpid())
+	return err
+}
+
 // PanicsSeen returns the kernel panics this process's VMs left in the
 // PanicMarker of dir and of its subtests' folders (dir_*): a test's waits
 // give up at once on an emulated host that died, rather than at their

@@ -571,6 +571,9 @@ func waitReady(t *testing.T, c *client.Client, name string, con *guestConsole, r
 	t.Logf("%s not READY after 4 minutes (status %+v, %v): resetting it once through the API", name, v.Status, err)
 	from := con.mark()
 	mustSucceed(t, c)(c.PowerVM(ctx(t), name, "reset", ""))
-	l, _ := con.wait(from, ready, 6*time.Minute)
+	l, _, ok := con.tryWait(from, ready, 6*time.Minute)
+	if !ok {
+		nestedStall(t, "%s not READY 6 minutes after its reset", name)
+	}
 	return l
 }

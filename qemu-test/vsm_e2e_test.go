@@ -556,8 +556,17 @@ func waitVSM(t *testing.T, addr, token, want string, c *client.Client, vm string
 	}
 	t.Logf("the VSM VM %s is not up after 4 minutes: resetting it once through the API", vm)
 	mustSucceed(t, c)(c.PowerVM(ctx(t), vm, "reset", ""))
-	waitFor(t, "the VSM's API after a reset", 6*time.Minute, up)
-	return vc
+	var err error
+	for deadline := time.Now().Add(6 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if err = up(); err == nil {
+			return vc
+		}
+		if p := hostPanics(t); len(p) > 0 {
+			t.Fatalf("the VSM's API after a reset: an emulated host failed (%s)", strings.Join(p, "; "))
+		}
+	}
+	nestedStall(t, "the VSM VM %s not up 6 minutes after its reset: %v", vm, err)
+	return nil
 }
 
 // vsmHealth reads the VSM's control-channel counters.
