@@ -4,12 +4,12 @@ import (
 	"errors"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+
+	"github.com/flashvisor/flashvisor/internal/netnstest"
 )
 
 func TestJoinCommand(t *testing.T) {
@@ -41,21 +41,7 @@ func TestJoinCommand(t *testing.T) {
 // TestMembershipsJoin joins a group on a veth NIC in a fresh network
 // namespace and finds the membership in the kernel's /proc/net/igmp.
 func TestMembershipsJoin(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Skipf("cannot create a network namespace: %v", err)
-	}
-	defer func() { netns.Set(orig); ns.Close() }()
+	netnstest.Enter(t)
 	d := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nic0"}, PeerName: "peer0"}
 	if err := netlink.LinkAdd(d); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"os"
 	"runtime"
 	"slices"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/flashvisor/flashvisor/internal/netnstest"
 	"github.com/flashvisor/flashvisor/vem/ctlframe"
 )
 
@@ -109,24 +109,7 @@ func FuzzMatch(f *testing.F) {
 // TestCaptureOnBridgePort sends frames into a veth whose peer is a bridge
 // port and checks that Capture on the peer sees the CDP frame only.
 func TestCaptureOnBridgePort(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // the thread is in ns from here
-	if err != nil {
-		t.Skipf("cannot create a network namespace: %v", err)
-	}
-	defer func() {
-		netns.Set(orig)
-		ns.Close()
-	}()
+	ns := netnstest.Enter(t)
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "up0"}, PeerName: "wire0"}
 	for _, step := range []func() error{
