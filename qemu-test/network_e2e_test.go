@@ -80,7 +80,9 @@ func TestTwoHostsVLANs(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, h := range hosts {
-				h.diagnose(t)
+				if !hostHung(t, h.name, h.vm, h.typing) {
+					h.diagnose(t)
+				}
 			}
 		}
 	})

@@ -205,13 +205,13 @@ func TestVMLifecycle(t *testing.T) {
 	gk, gi := qemutest.GuestImage(t)
 	token := qemutest.RandomToken(t)
 	keyboard, typing := io.Pipe()
-	defer typing.Close()
+	t.Cleanup(func() { typing.Close() }) // after the failure diagnostics, which type
 	host := bootHost(t, "vmhost", qemutest.WithConsoleInput(keyboard), qemutest.WithMemory(3072), qemutest.WithTimeout(40*time.Minute),
 		qemutest.WithBlankDisk("state", 64), qemutest.WithBlankDisk("spare", 2048),
 		qemutest.WithAppend("flashvisor.initstate=/dev/vda", "flashvisor.token="+token, "flashvisor.shell=true"))
 	c, _ := waitAPI(t, host, token)
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() && !hostHung(t, "vmhost", host, typing) {
 			diagnoseHost(t, c, host)
 		}
 	})

@@ -78,6 +78,9 @@ func TestVSMTwoHosts(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, h := range hosts {
+				if hostHung(t, h.name, h.vm, h.typing) {
+					continue
+				}
 				h.diagnose(t)
 				if h.c != nil {
 					if st, err := h.c.VSMStatus(context.Background()); err == nil {
@@ -551,6 +554,9 @@ func waitVSM(t *testing.T, addr, token, want string, c *client.Client, vm string
 	for time.Now().Before(deadline) {
 		if up() == nil {
 			return vc
+		}
+		if p := hostPanics(t); len(p) > 0 {
+			t.Fatalf("the VSM's API: an emulated host failed (%s)", strings.Join(p, "; "))
 		}
 		time.Sleep(time.Second)
 	}
