@@ -223,6 +223,10 @@ type VSMJoin struct {
 	Key    string    `json:"key"`
 	// Uplinks are chosen by the host's admin at join time.
 	Uplinks []VSMUplink `json:"uplinks,omitempty"`
+	// Module is the chassis slot the VSM reserved for the host (0 from a
+	// VSM that reserves none): with it the host names its system uplinks
+	// and brings them up before its first contact (VEM-6).
+	Module int `json:"module,omitempty"`
 }
 
 // VSM modes.

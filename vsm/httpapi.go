@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/vsm/chassis"
 )
 
 // MaxBodyBytes caps every API request body.
@@ -172,7 +173,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrBadJoin):
 		writeError(w, http.StatusBadRequest, api.ErrBadRequest, err.Error())
-	case errors.Is(err, ErrNoDomain):
+	case errors.Is(err, ErrNoDomain), errors.Is(err, ErrStandby), errors.Is(err, chassis.ErrChassisFull):
 		writeError(w, http.StatusConflict, api.ErrConflict, err.Error())
 	case err != nil:
 		s.log.Error("join bundle", "err", err)

@@ -365,9 +365,18 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 func TestChassisFull(t *testing.T) {
 	in := start(t, t.TempDir(), func(o *vsm.Options) { o.MaxSlot = 4 })
 	in.join(t, hostA, 3)
-	in.join(t, hostB, 4)
+	// Host C's bundle reserves slot 4; the operator frees it again and
+	// host B takes it, so C's hello finds a full chassis.
 	var j api.VSMJoin
-	in.post(t, "/api/v1/join", testToken, api.VSMJoinRequest{HostUUID: hostC}, &j)
+	if code := in.post(t, "/api/v1/join", testToken, api.VSMJoinRequest{HostUUID: hostC}, &j); code != http.StatusOK || j.Module != 4 {
+		t.Fatalf("join bundle of host C: status %d, module %d; want 200 and module 4", code, j.Module)
+	}
+	in.cli(t, "configure terminal", "vem 4", "host id "+hostC, "no host id "+hostC)
+	in.join(t, hostB, 4)
+	// A new host's bundle is refused while every slot is bound.
+	if code := in.post(t, "/api/v1/join", testToken, api.VSMJoinRequest{HostUUID: hostD}, nil); code != http.StatusConflict {
+		t.Errorf("join bundle on a full chassis: status %d, want 409", code)
+	}
 	v, err := vsmtest.Dial(in.control, j)
 	if err != nil {
 		t.Fatal(err)

@@ -67,6 +67,9 @@ func ValidateJoin(j api.VSMJoin) (*tls.Config, error) {
 	if len(o.VSMs) == 0 {
 		return bad("no VSM address")
 	}
+	if j.Module != 0 && (j.Module < api.VSMFirstVEMSlot || j.Module > api.VSMSlots) {
+		return bad("module %d: must be %d-%d", j.Module, api.VSMFirstVEMSlot, api.VSMSlots)
+	}
 	for _, a := range o.VSMs {
 		if err := checkAddr(a); err != nil {
 			return bad("VSM address %q: %w", a, err)

@@ -224,11 +224,16 @@ func (l *Link) setErr(err error) {
 
 // merged is the programming for local and the VSM part st; pmu held.
 func (l *Link) merged(local *api.SwitchConfig, st State) (api.SwitchConfig, error) {
+	return l.mergedFor(l.join, local, st)
+}
+
+// mergedFor is merged for join data j (before it is the link's).
+func (l *Link) mergedFor(j *api.VSMJoin, local *api.SwitchConfig, st State) (api.SwitchConfig, error) {
 	var lc api.SwitchConfig
 	if local != nil {
 		lc = *local
 	}
-	sc, err := Merge(lc, st.VSM, l.join.Opaque.DomainID, st.Module)
+	sc, err := Merge(lc, st.VSM, j.Opaque.DomainID, st.Module)
 	if err != nil {
 		return sc, err
 	}
@@ -325,6 +330,18 @@ func (l *Link) Join(ctx context.Context, j api.VSMJoin) error {
 		if sc, ok := l.agent.Config(); ok {
 			st.Local = localOf(sc)
 		}
+		// VEM-6: the system ports come up now, not at the first contact,
+		// in the module the VSM reserved (its snapshot then names them
+		// the same: nothing flaps when it arrives).
+		if j.Module != 0 {
+			seeded := st
+			seeded.Module, seeded.VSM, seeded.Opaque = j.Module, SystemPart(j), &j.Opaque
+			if _, err := l.mergedFor(&j, st.Local, seeded); err != nil {
+				l.log.Warn("system ports wait for the VSM: they do not fit the host's switch", "err", err)
+			} else {
+				st = seeded
+			}
+		}
 	}
 	// State first: a join file without state is recovered from the
 	// agent's programming, state without a join file is ignored.
@@ -339,8 +356,9 @@ func (l *Link) Join(ctx context.Context, j api.VSMJoin) error {
 	l.setSt(st)
 	l.restart()
 	l.log.Info("joined the switch", "domain", j.Opaque.DomainID, "switch", j.Opaque.SwitchName, "vsms", j.Opaque.VSMs)
-	if first && st.Local != nil {
-		// The same ports with the domain set: no kernel change.
+	if first && (st.Local != nil || len(st.VSM.Ports) > 0 || len(st.VSM.Profiles) > 0) {
+		// The same ports with the domain set (no kernel change), and the
+		// system ports.
 		if m, err := l.merged(st.Local, st); err == nil {
 			if err := l.apply(ctx, m); err != nil {
 				l.log.Warn("programming with the domain", "err", err)

@@ -595,6 +595,78 @@ func TestJoinLeave(t *testing.T) {
 	}
 }
 
+// TestSystemPortsBeforeFirstContact: a freshly joined host brings up its
+// system uplinks at once, in the slot the VSM reserved for it (VEM-6), and
+// the VSM's first snapshot, naming them the same, changes nothing of them.
+func TestSystemPortsBeforeFirstContact(t *testing.T) {
+	f := newFixture(t, nil)
+	if err := f.agent.SetConfig(context.Background(), localConfig()); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	sysUplink := api.PortProfile{Name: "sys-uplink", Type: api.ProfileEthernet, Mode: api.ModeTrunk, AllowedVLANs: "100-200,260",
+		SystemVLANs: "260", CapabilityUplink: true, Enabled: true}
+	sysVmk := api.PortProfile{Name: "sys-vmk", Type: api.ProfileVethernet, Mode: api.ModeAccess, AccessVLAN: 260, SystemVLANs: "260", Enabled: true}
+	off := api.PortProfile{Name: "sys-off", Type: api.ProfileVethernet, Mode: api.ModeAccess, AccessVLAN: 261, SystemVLANs: "261"}
+	j := f.vsm.Join(t, api.VSMUplink{Interface: "eth1", Profile: "sys-uplink"})
+	j.Module = 4
+	j.Opaque.SystemProfiles = []api.PortProfile{sysUplink, sysVmk, off}
+	if err := f.link.Join(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	sc := f.applied()
+	if want := []string{"Eth4/1", "Eth4/2", "Veth1"}; sc.Module != 4 || !slices.Equal(portNames(sc), want) {
+		t.Fatalf("programming before any VSM contact: module %d ports %v, want module 4 ports %v", sc.Module, portNames(sc), want)
+	}
+	for _, p := range sc.Ports {
+		if p.Name == "Eth4/2" && (p.Interface != "eth1" || p.Profile != "sys-uplink") {
+			t.Errorf("Eth4/2 = %+v, want eth1 on sys-uplink", p)
+		}
+	}
+	if !slices.ContainsFunc(sc.Profiles, func(p api.PortProfile) bool { return p.Name == "sys-vmk" }) ||
+		slices.ContainsFunc(sc.Profiles, func(p api.PortProfile) bool { return p.Name == "sys-off" }) {
+		t.Errorf("profiles %+v: want the enabled system profiles only", sc.Profiles)
+	}
+	if st := f.link.Status(); st.Connected || st.Module != 4 {
+		t.Errorf("status before contact = %+v, want module 4, not connected", st)
+	}
+	if st, err := vsmlink.LoadState(f.opts.StateFile); err != nil || st.Module != 4 || len(st.VSM.Ports) != 1 || st.Generation != 0 {
+		t.Errorf("stored state = %+v, %v; want module 4, the system uplink, generation 0 (boot restores it)", st, err)
+	}
+
+	// The VSM's snapshot: the same uplink and more profiles. eth1 is not
+	// touched again.
+	c, hello := f.connect(4, 1)
+	if hello.Module != 4 {
+		t.Errorf("hello module %d, want the reserved 4", hello.Module)
+	}
+	n := len(f.k.Applied)
+	snap := &api.VSMConfigBody{Generation: 1, Full: true, Profiles: append(vsmProfiles(), sysUplink, sysVmk),
+		Ports: []api.Port{{Name: "Eth4/2", Kind: api.PortEth, Profile: "sys-uplink", Interface: "eth1"}, veth(10)}}
+	if ack := f.config(c, snap); ack.Generation != 1 || ack.Error != "" {
+		t.Fatalf("ack = %+v", ack)
+	}
+	for _, ch := range f.k.Applied[n:] {
+		if ch.Link.Name == "eth1" {
+			t.Errorf("the VSM's snapshot changed the system uplink: %s", ch)
+		}
+	}
+	if want := []string{"Eth4/1", "Eth4/2", "Veth1", "Veth10"}; !slices.Equal(portNames(f.applied()), want) {
+		t.Errorf("ports after the snapshot %v, want %v", portNames(f.applied()), want)
+	}
+
+	// A bundle naming no slot (an older VSM) seeds nothing; a bad slot is
+	// refused.
+	j.Module = 67
+	if _, err := vsmlink.ValidateJoin(j); err == nil {
+		t.Errorf("join data with module 67 accepted")
+	}
+	j.Module = 0
+	if p := vsmlink.SystemPart(j); len(p.Ports)+len(p.Profiles) != 0 {
+		t.Errorf("SystemPart without a module = %+v, want nothing", p)
+	}
+}
+
 // keyBody is a distinctive part of a PEM key.
 func keyBody(pem string) string {
 	lines := strings.Split(pem, "\n")

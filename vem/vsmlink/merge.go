@@ -122,6 +122,43 @@ func Merge(local api.SwitchConfig, vsm Part, domain, module int) (api.SwitchConf
 	return out, nil
 }
 
+// SystemPart is the VSM part a freshly joined host programs before its
+// first contact with the VSM (VEM-6): the enabled system profiles of the
+// join's opaque data, and the join's uplinks whose profile is one of them
+// (an ethernet profile with capability uplink), named as the VSM names
+// them in module j.Module: ethN is EthM/(N+1). Uplinks with other names
+// wait for the VSM, which numbers them; everything waits when j.Module is
+// 0 (a VSM that reserves no slot).
+func SystemPart(j api.VSMJoin) Part {
+	var p Part
+	if j.Module == 0 {
+		return p
+	}
+	uplink := map[string]bool{}
+	for _, pp := range j.Opaque.SystemProfiles {
+		if !pp.Enabled {
+			continue
+		}
+		p.Profiles = append(p.Profiles, pp)
+		if pp.Type == api.ProfileEthernet && pp.CapabilityUplink {
+			uplink[pp.Name] = true
+		}
+	}
+	for _, u := range j.Uplinks {
+		n := ethNumber(u.Interface, 0)
+		if !uplink[u.Profile] || n == 0 {
+			continue
+		}
+		p.Ports = append(p.Ports, api.Port{Name: fmt.Sprintf("Eth%d/%d", j.Module, n), Kind: api.PortEth,
+			Interface: u.Interface, Profile: u.Profile})
+	}
+	if len(p.Ports) == 0 && len(p.Profiles) == 0 {
+		return Part{}
+	}
+	p.sort()
+	return p
+}
+
 // localVeths lists the VethN numbers of the local part.
 func localVeths(local *api.SwitchConfig) []int {
 	if local == nil {

@@ -245,6 +245,44 @@ func (c *Chassis) Join(h Host) (Member, error) {
 	return m, nil
 }
 
+// Reserve binds a host that is about to join to a slot without bringing
+// it online, and returns the slot: its binding or pin if it has one, else
+// the lowest free slot from 3 (persisted first, as in Join). The VSM
+// reserves a slot when it issues a host's join bundle, so the host knows
+// its module, and names its system uplinks, before its first contact
+// (VEM-6). The slot shows offline in Modules until the host says hello;
+// Unbind frees it.
+func (c *Chassis) Reserve(hostUUID string) (int, error) {
+	if !api.ValidHostUUID(hostUUID) {
+		return 0, fmt.Errorf("reserve a slot for host %q: %w", hostUUID, ErrBadUUID)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byUUID[hostUUID]; ok {
+		return e.Slot, nil
+	}
+	slot := 0
+	for s := api.VSMFirstVEMSlot; s <= c.maxSlot; s++ {
+		if c.bySlot[s] == nil {
+			slot = s
+			break
+		}
+	}
+	if slot == 0 {
+		return 0, fmt.Errorf("reserve a slot for host %s: %w: all %d VEM slots %s are bound",
+			hostUUID, ErrChassisFull, c.maxSlot-api.VSMFirstVEMSlot+1, c.vemRange())
+	}
+	e := &entry{Binding: Binding{Slot: slot, HostUUID: hostUUID}}
+	c.bySlot[slot], c.byUUID[hostUUID] = e, e
+	if err := c.saveLocked(); err != nil {
+		delete(c.bySlot, slot)
+		delete(c.byUUID, hostUUID)
+		return 0, fmt.Errorf("reserve module %d for host %s: %w", slot, hostUUID, err)
+	}
+	c.log.Info("slot reserved for a joining host", "host", hostUUID, "module", slot)
+	return slot, nil
+}
+
 // current returns the online entry of slot for session.
 func (c *Chassis) current(slot int, session uint64) (*entry, error) {
 	e := c.bySlot[slot]

@@ -455,3 +455,50 @@ func TestReplace(t *testing.T) {
 		t.Errorf("Join of the replaced pin = %+v, %v; want slot 7", m, err)
 	}
 }
+
+func TestReserve(t *testing.T) {
+	store := &chassistest.Store{}
+	c, _ := newChassis(t, chassis.Options{Store: store})
+	join(t, c, 1, 0) // 3
+	if err := c.Pin(uuid(2), 4); err != nil {
+		t.Fatal(err)
+	}
+	// A pinned host gets its pin; a new one the lowest free slot, offline
+	// until its hello, which lands in the same slot.
+	for _, tc := range []struct{ host, slot int }{{2, 4}, {3, 5}, {3, 5}, {1, 3}} {
+		if slot, err := c.Reserve(uuid(tc.host)); err != nil || slot != tc.slot {
+			t.Errorf("Reserve(host %d) = %d, %v; want %d", tc.host, slot, err, tc.slot)
+		}
+	}
+	if m, ok := c.Module(5); !ok || m.Status != chassis.StatusOffline || m.HostUUID != uuid(3) {
+		t.Errorf("reserved module 5 = %+v, %v; want host 3 offline", m, ok)
+	}
+	if m := join(t, c, 3, 0); m.Slot != 5 || m.New {
+		t.Errorf("Join after Reserve = %+v, want slot 5", m)
+	}
+	if _, err := c.Reserve("nope"); !errors.Is(err, chassis.ErrBadUUID) {
+		t.Errorf("Reserve(bad uuid) = %v, want ErrBadUUID", err)
+	}
+	// Nothing is kept when the binding cannot be stored.
+	boom := errors.New("disk full")
+	store.SetErr(boom)
+	if _, err := c.Reserve(uuid(9)); !errors.Is(err, boom) {
+		t.Errorf("Reserve with failing store = %v, want %v", err, boom)
+	}
+	if _, ok := c.Module(6); ok {
+		t.Errorf("failed Reserve left slot 6 bound")
+	}
+	store.SetErr(nil)
+	// A full chassis refuses a new host.
+	for i := 10; ; i++ {
+		if _, err := c.Reserve(uuid(i)); err != nil {
+			if !errors.Is(err, chassis.ErrChassisFull) {
+				t.Errorf("Reserve on a full chassis = %v, want ErrChassisFull", err)
+			}
+			break
+		}
+		if i > 100 {
+			t.Fatal("Reserve never filled the chassis")
+		}
+	}
+}
