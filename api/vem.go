@@ -76,6 +76,11 @@ type PortProfile struct {
 	// PortSecurity limits the source MACs a vEth may use (vethernet only).
 	PortSecurity *PortSecurity `json:"port_security,omitempty"`
 	Description  string        `json:"description,omitempty"`
+	// ChannelGroup is an uplink profile's `channel-group auto` mode
+	// (ChannelActiveBackup, ChannelLACP, ChannelMACPinning; "" none): the
+	// VSM bundles each host's uplinks on the profile into one PoN. The
+	// VEM reads a port-channel's mode from Port.ChannelMode, not here.
+	ChannelGroup string `json:"channel_group,omitempty"`
 }
 
 // RateLimit is a token bucket.

@@ -93,8 +93,11 @@ type VSMHelloBody struct {
 	Uplinks []VSMUplink `json:"uplinks,omitempty"`
 	// LocalVeths are VethN numbers the host's own (standalone) switch
 	// uses; the VSM never assigns them on this module.
-	LocalVeths []int  `json:"local_veths,omitempty"`
-	Version    string `json:"version,omitempty"`
+	LocalVeths []int `json:"local_veths,omitempty"`
+	// LocalPortChannels are the PoN numbers of the host's own switch; the
+	// VSM numbers this module's port-channels around them.
+	LocalPortChannels []int  `json:"local_port_channels,omitempty"`
+	Version           string `json:"version,omitempty"`
 }
 
 // VSMUplink is one host NIC given to the switch.
@@ -384,6 +387,14 @@ func (h *VSMHelloBody) validate() error {
 	}
 	if len(h.LocalVeths) > VSMMaxVethPerVEM {
 		return fmt.Errorf("vsm hello: %d local vEths, at most %d", len(h.LocalVeths), VSMMaxVethPerVEM)
+	}
+	if len(h.LocalPortChannels) > 32 {
+		return fmt.Errorf("vsm hello: %d local port-channels, at most 32", len(h.LocalPortChannels))
+	}
+	for _, n := range h.LocalPortChannels {
+		if n < 1 || n > 4096 {
+			return fmt.Errorf("vsm hello: local port-channel %d out of range 1-4096", n)
+		}
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ type vemConn struct {
 	session  uint64
 	hostUUID string
 	uplinks  []api.VSMUplink
+	localPo  []int // the host's own switch's PoN numbers
 	local    []int // the host's own VethN numbers
 
 	out       chan []byte
@@ -132,7 +133,7 @@ func (s *Server) handleVEM(ctx context.Context, raw net.Conn) {
 	}
 	vc := &vemConn{
 		nc: tc, slot: m.Slot, session: m.Session, hostUUID: host,
-		uplinks: h.Uplinks, local: h.LocalVeths,
+		uplinks: h.Uplinks, local: h.LocalVeths, localPo: h.LocalPortChannels,
 		out: make(chan []byte, sendQueue), done: make(chan struct{}),
 	}
 	log = log.With("module", vc.slot, "host", host)

@@ -64,6 +64,7 @@ func (s *Server) detachLocked(vc *vemConn, d *api.VSMDetachBody) error {
 
 // setUplinksLocked records vc's uplinks (its hello's).
 func (s *Server) setUplinksLocked(vc *vemConn) error {
+	s.ports.SetLocalChannels(vc.slot, vc.localPo)
 	if _, err := s.ports.SetUplinks(vc.slot, vc.uplinks, s.lookupLocked()); err != nil {
 		return fmt.Errorf("module %d: %w", vc.slot, err)
 	}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/vem"
 	"github.com/flashvisor/flashvisor/vsm"
 	"github.com/flashvisor/flashvisor/vsm/vsmtest"
 )
@@ -563,5 +564,46 @@ func TestAttachSkipsLocalVeths(t *testing.T) {
 	// Without the list: as last told.
 	if r := attach(2, "vm:web02/nic0", nil); r.Port != "Veth4" {
 		t.Errorf("attach without a list = %+v, want Veth4", r)
+	}
+}
+
+// TestPortChannelAuto: `channel-group auto` on an uplink profile bundles a
+// host's uplinks on it into a PoN in its programming (which the VEM's
+// validation accepts), numbered around the host's own port-channels, and
+// removing it dissolves the channel live.
+func TestPortChannelAuto(t *testing.T) {
+	in := start(t, t.TempDir(), nil)
+	in.cli(t, append(uplinkProfile[:len(uplinkProfile)-1], "channel-group auto mode active", "end")...)
+	eth1 := api.VSMUplink{Interface: "eth1", Profile: "uplink"}
+	eth2 := api.VSMUplink{Interface: "eth2", Profile: "uplink"}
+	var j api.VSMJoin
+	if code := in.post(t, "/api/v1/join", testToken, api.VSMJoinRequest{HostUUID: hostA}, &j); code != http.StatusOK {
+		t.Fatalf("join: status %d", code)
+	}
+	v, err := vsmtest.Dial(in.control, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	// The host's own switch has a Po1.
+	if err := v.Hello(api.VSMHelloBody{HostUUID: hostA, Hostname: "esx1", Uplinks: []api.VSMUplink{eth1, eth2}, LocalPortChannels: []int{1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Expect(api.VSMWelcome, wait); err != nil {
+		t.Fatal(err)
+	}
+	full := nextConfig(t, v)
+	po, ok := port(full, "Po2")
+	if !ok || po.ChannelMode != api.ChannelLACP || !slices.Equal(po.Members, []string{"Eth3/2", "Eth3/3"}) || po.Profile != "uplink" {
+		t.Fatalf("snapshot ports %+v: want Po2 (LACP, Eth3/2 and Eth3/3; Po1 is the host's)", full.Ports)
+	}
+	sc := api.SwitchConfig{DomainID: 100, Module: 3, Profiles: full.Profiles, Ports: full.Ports}
+	if _, err := vem.Validate(sc); err != nil {
+		t.Errorf("the VEM refuses the programming: %v", err)
+	}
+	in.cli(t, "configure terminal", "port-profile type ethernet uplink", "no channel-group", "end")
+	c := nextConfig(t, v)
+	if !slices.Contains(c.RemovePorts, "Po2") {
+		t.Errorf("delta after no channel-group: %+v, want Po2 removed", c)
 	}
 }

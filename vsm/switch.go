@@ -10,6 +10,7 @@ import (
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/vsm/chassis"
+	"github.com/flashvisor/flashvisor/vsm/ports"
 	"github.com/flashvisor/flashvisor/vsm/cli"
 	"github.com/flashvisor/flashvisor/vsm/config"
 )
@@ -55,6 +56,11 @@ func (s *Server) Update(f func(*config.Config) error) error {
 		return err
 	}
 	if err := s.applyPins(old, c); err != nil {
+		return err
+	}
+	// A channel-group set or removed on an uplink profile bundles the
+	// uplinks on it again (the push below carries the PoNs).
+	if _, err := s.ports.Rechannel(ports.LookupIn(vemProfiles(&c))); err != nil {
 		return err
 	}
 	if err := c.Save(filepath.Join(s.o.StateDir, RunningConfigFile)); err != nil {

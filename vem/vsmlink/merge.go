@@ -159,6 +159,21 @@ func SystemPart(j api.VSMJoin) Part {
 	return p
 }
 
+// localPortChannels lists the PoN numbers of the local part.
+func localPortChannels(local *api.SwitchConfig) []int {
+	if local == nil {
+		return nil
+	}
+	var out []int
+	for _, p := range local.Ports {
+		if kind, _, n, err := vem.ParsePortName(p.Name); err == nil && kind == api.PortPortChannel {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // localVeths lists the VethN numbers of the local part.
 func localVeths(local *api.SwitchConfig) []int {
 	if local == nil {

@@ -163,7 +163,7 @@ func (l *Link) session(ctx context.Context, id uint64, addr string, tc *tls.Conf
 
 	hello := api.VSMMessage{Version: api.VSMProtocolVersion, Domain: s.domain, Type: api.VSMHello, Seq: 1, Hello: &api.VSMHelloBody{
 		HostUUID: l.o.HostUUID, Hostname: l.o.Hostname, Module: st.Module, Generation: st.Generation, Epoch: st.Epoch,
-		Uplinks: j.Uplinks, LocalVeths: localVeths(st.Local), Version: l.o.Version,
+		Uplinks: j.Uplinks, LocalVeths: localVeths(st.Local), LocalPortChannels: localPortChannels(st.Local), Version: l.o.Version,
 	}}
 	if err := hello.Validate(); err != nil {
 		return false, fmt.Errorf("hello: %w", err)

@@ -297,6 +297,9 @@ func (p Profile) VEM() api.PortProfile {
 		MaxPorts:         p.EffectiveMaxPorts(),
 		Description:      p.Description,
 	}
+	if p.Type == api.ProfileEthernet && p.CapabilityUplink {
+		out.ChannelGroup = p.ChannelGroup
+	}
 	if out.Mode == api.ModeTrunk {
 		out.AllowedVLANs, out.NativeVLAN = p.AllowedVLANs, p.NativeVLAN
 	} else {

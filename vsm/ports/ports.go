@@ -128,6 +128,9 @@ type Registry struct {
 	veths   map[string]Binding // by owner
 	nums    map[int]string     // VethN number -> owner
 	uplinks map[upKey]UplinkRecord
+	// localPo are the PoN numbers each module's own switch uses (from its
+	// hello; not persisted): its port-channels are numbered around them.
+	localPo map[int][]int
 	// seq numbers the changes (State.Seq); journaled counts those
 	// recorded in the journal since the last full save.
 	seq       uint64
@@ -138,6 +141,15 @@ type upKey struct {
 	module int
 	iface  string
 }
+
+// chanKey is one port-channel: a module's uplinks on one profile.
+type chanKey struct {
+	module  int
+	profile string
+}
+
+// MaxChannel is the highest PoN number (as the CLI's port-channel range).
+const MaxChannel = 4096
 
 // New returns a Registry with the bindings loaded from opts.Store. It
 // fails when the stored state cannot be read or does not validate.
@@ -151,6 +163,7 @@ func New(opts Options) (*Registry, error) {
 		veths:      map[string]Binding{},
 		nums:       map[int]string{},
 		uplinks:    map[upKey]UplinkRecord{},
+		localPo:    map[int][]int{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -558,7 +571,13 @@ func (r *Registry) SetUplinks(module int, uplinks []api.VSMUplink, profiles Prof
 		}
 		u.Profile, u.Present = ul.Profile, true
 		r.uplinks[k] = u
-		out = append(out, u.binding())
+	}
+	if err := r.channelsLocked(module, profiles); err != nil {
+		r.restoreLocked(undo)
+		return fail(err)
+	}
+	for _, ul := range uplinks {
+		out = append(out, r.uplinks[upKey{module, ul.Interface}].binding())
 	}
 	if !maps.Equal(undo.uplinks, r.uplinks) {
 		if err := r.saveLocked(); err != nil {
@@ -568,6 +587,102 @@ func (r *Registry) SetUplinks(module int, uplinks []api.VSMUplink, profiles Prof
 		r.log.Info("uplinks set", "module", module, "uplinks", len(out))
 	}
 	return out, nil
+}
+
+// channelsLocked bundles module's present uplinks by profile (package
+// doc: port-channels): those on a profile with a channel-group get their
+// PoN, the others none. A module's channel on a profile keeps its number
+// while any of its records (also an absent NIC's) has one; a new channel
+// takes the lowest number no other channel uses.
+func (r *Registry) channelsLocked(module int, profiles ProfileLookup) error {
+	owner := map[int]chanKey{}
+	for _, u := range r.uplinks {
+		if u.Channel != 0 {
+			owner[u.Channel] = chanKey{u.Module, u.Profile}
+		}
+	}
+	local := r.localPo[module]
+	number := map[string]int{}
+	for _, u := range r.uplinks {
+		if u.Module == module && u.Channel != 0 && owner[u.Channel] == (chanKey{module, u.Profile}) && !slices.Contains(local, u.Channel) {
+			number[u.Profile] = u.Channel
+		}
+	}
+	// In port order, so that numbers do not depend on map order.
+	var mine []upKey
+	for k, u := range r.uplinks {
+		if k.module == module && u.Present {
+			mine = append(mine, k)
+		}
+	}
+	slices.SortFunc(mine, func(a, b upKey) int { return cmp.Compare(r.uplinks[a].Number, r.uplinks[b].Number) })
+	for _, k := range mine {
+		u := r.uplinks[k]
+		pp, ok := profiles(u.Profile)
+		if !ok || pp.ChannelGroup == "" {
+			u.Channel = 0
+			r.uplinks[k] = u
+			continue
+		}
+		n := number[u.Profile]
+		if n == 0 {
+			for n = 1; n <= MaxChannel; n++ {
+				if _, taken := owner[n]; !taken && !slices.Contains(local, n) {
+					break
+				}
+			}
+			if n > MaxChannel {
+				return fmt.Errorf("port-channel for %s: %w: all %d numbers in use", u.Profile, ErrTooManyUplinks, MaxChannel)
+			}
+			number[u.Profile], owner[n] = n, chanKey{module, u.Profile}
+		}
+		u.Channel = n
+		r.uplinks[k] = u
+	}
+	return nil
+}
+
+// SetLocalChannels records the PoN numbers module's own switch uses (its
+// hello's); call it before SetUplinks.
+func (r *Registry) SetLocalChannels(module int, nums []int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.localPo[module] = slices.Clone(nums)
+}
+
+// Rechannel bundles every module's uplinks again after a profile's
+// channel-group changed (profiles: the configuration to be) and returns
+// the modules whose programming changed. Nothing changes on an error.
+func (r *Registry) Rechannel(profiles ProfileLookup) ([]int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	undo := r.cloneLocked()
+	modules := map[int]bool{}
+	for k := range r.uplinks {
+		modules[k.module] = true
+	}
+	for _, m := range slices.Sorted(maps.Keys(modules)) {
+		if err := r.channelsLocked(m, profiles); err != nil {
+			r.restoreLocked(undo)
+			return nil, err
+		}
+	}
+	if maps.Equal(undo.uplinks, r.uplinks) {
+		return nil, nil
+	}
+	if err := r.saveLocked(); err != nil {
+		r.restoreLocked(undo)
+		return nil, err
+	}
+	var changed []int
+	for k, u := range r.uplinks {
+		if undo.uplinks[k] != u && !slices.Contains(changed, k.module) {
+			changed = append(changed, k.module)
+		}
+	}
+	slices.Sort(changed)
+	r.log.Info("port-channels rebundled", "modules", changed)
+	return changed, nil
 }
 
 // Uplinks returns the module's present uplinks by port.
@@ -596,8 +711,21 @@ func (r *Registry) Ports(module int) []api.Port {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []api.Port
+	channels := map[int]*api.Port{}
 	for _, u := range r.uplinksLocked(module) {
 		out = append(out, api.Port{Name: u.Port, Kind: api.PortEth, Interface: u.Interface, Profile: u.Profile})
+		if u.Channel == 0 {
+			continue
+		}
+		po := channels[u.Channel]
+		if po == nil {
+			po = &api.Port{Name: fmt.Sprintf("Po%d", u.Channel), Kind: api.PortPortChannel, Profile: u.Profile}
+			channels[u.Channel] = po
+		}
+		po.Members = append(po.Members, u.Port)
+	}
+	for _, n := range slices.Sorted(maps.Keys(channels)) {
+		out = append(out, *channels[n])
 	}
 	for _, b := range sortedBindings(maps.Values(r.veths), func(b Binding) bool { return b.onModule(module) }) {
 		p := api.Port{Name: b.Port, Kind: api.PortVeth, Profile: b.Profile, Owner: b.Owner}

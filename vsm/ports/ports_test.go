@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -523,5 +524,95 @@ func TestReplace(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, r.State()); diff != "" {
 		t.Errorf("a refused Replace changed the state (-want +got):\n%s", diff)
+	}
+}
+
+// TestPortChannels: the uplinks of a module on a profile with a
+// channel-group form one PoN, numbered switch-wide around the hosts' own
+// port-channels, stable across reloads, and undone when the profile
+// loses its channel-group.
+func TestPortChannels(t *testing.T) {
+	store := ports.FileStore{Path: filepath.Join(t.TempDir(), "vsm", "ports.json")}
+	r := newRegistry(t, ports.Options{Store: store})
+	chans := append(slices.Clone(profiles),
+		api.PortProfile{Name: "lacp", Type: api.ProfileEthernet, Mode: api.ModeTrunk, CapabilityUplink: true, Enabled: true, ChannelGroup: api.ChannelLACP},
+		api.PortProfile{Name: "pin", Type: api.ProfileEthernet, Mode: api.ModeTrunk, CapabilityUplink: true, Enabled: true, ChannelGroup: api.ChannelMACPinning})
+	withChans := ports.LookupIn(chans)
+	set := func(module int, local []int, pairs ...string) {
+		t.Helper()
+		var ul []api.VSMUplink
+		for i := 0; i < len(pairs); i += 2 {
+			ul = append(ul, api.VSMUplink{Interface: pairs[i], Profile: pairs[i+1]})
+		}
+		r.SetLocalChannels(module, local)
+		if _, err := r.SetUplinks(module, ul, withChans); err != nil {
+			t.Fatalf("SetUplinks(%d): %v", module, err)
+		}
+	}
+	pos := func(module int) []string {
+		var out []string
+		for _, p := range r.Ports(module) {
+			if p.Kind == api.PortPortChannel {
+				out = append(out, fmt.Sprintf("%s %s %v", p.Name, p.Profile, p.Members))
+			}
+		}
+		return out
+	}
+	set(3, nil, "eth1", "lacp", "eth2", "lacp", "eth0", "uplink")
+	set(4, nil, "eth1", "lacp", "eth2", "pin", "eth3", "pin")
+	set(5, []int{3, 4}, "eth1", "lacp", "eth2", "lacp") // its own switch has Po3, Po4
+	for _, tc := range []struct {
+		module int
+		want   []string
+	}{
+		{3, []string{"Po1 lacp [Eth3/2 Eth3/3]"}},
+		{4, []string{"Po2 lacp [Eth4/2]", "Po3 pin [Eth4/3 Eth4/4]"}},
+		{5, []string{"Po5 lacp [Eth5/2 Eth5/3]"}},
+	} {
+		if diff := cmp.Diff(tc.want, pos(tc.module)); diff != "" {
+			t.Errorf("module %d port-channels (-want +got):\n%s", tc.module, diff)
+		}
+	}
+	// Members keep their profile; the plain uplink is in no channel.
+	for _, p := range r.Ports(3) {
+		if p.Name == "Eth3/1" && p.Kind != api.PortEth {
+			t.Errorf("Eth3/1 = %+v", p)
+		}
+	}
+	// A host says hello again with one NIC fewer: its channel keeps the
+	// number; a reloaded registry has the same numbers.
+	set(3, nil, "eth1", "lacp", "eth0", "uplink")
+	if diff := cmp.Diff([]string{"Po1 lacp [Eth3/2]"}, pos(3)); diff != "" {
+		t.Errorf("module 3 with one member (-want +got):\n%s", diff)
+	}
+	r2 := newRegistry(t, ports.Options{Store: store})
+	if diff := cmp.Diff(r.State(), r2.State()); diff != "" {
+		t.Errorf("State after reload (-before +after):\n%s", diff)
+	}
+	// lacp loses its channel-group: modules 3, 4 and 5 change; pin stays.
+	noLACP := slices.Clone(chans)
+	noLACP[len(noLACP)-2].ChannelGroup = ""
+	changed, err := r.Rechannel(ports.LookupIn(noLACP))
+	if err != nil || !slices.Equal(changed, []int{3, 4, 5}) {
+		t.Errorf("Rechannel = %v, %v; want modules 3, 4, 5", changed, err)
+	}
+	if got := pos(3); len(got) != 0 {
+		t.Errorf("module 3 port-channels after rechannel = %v, want none", got)
+	}
+	if diff := cmp.Diff([]string{"Po3 pin [Eth4/3 Eth4/4]"}, pos(4)); diff != "" {
+		t.Errorf("module 4 after rechannel (-want +got):\n%s", diff)
+	}
+	if changed, err := r.Rechannel(ports.LookupIn(noLACP)); err != nil || changed != nil {
+		t.Errorf("Rechannel again = %v, %v; want no change", changed, err)
+	}
+	// A stored state with one number on two channels is refused.
+	st := r.State()
+	for i := range st.Uplinks {
+		if st.Uplinks[i].Module == 4 && st.Uplinks[i].Interface == "eth1" {
+			st.Uplinks[i].Channel = 3
+		}
+	}
+	if err := st.Validate(api.VSMSlots); !errors.Is(err, ports.ErrBadState) {
+		t.Errorf("Validate(Po3 on two profiles) = %v, want ErrBadState", err)
 	}
 }

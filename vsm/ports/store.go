@@ -43,6 +43,8 @@ type UplinkBinding struct {
 	Module    int    `json:"module"`
 	Interface string `json:"interface"`
 	Profile   string `json:"profile"`
+	// Channel is N of the PoN the port is a member of (0: none).
+	Channel int `json:"channel,omitempty"`
 }
 
 // UplinkRecord is the stored form of an uplink: Number is P in EthM/P,
@@ -54,10 +56,14 @@ type UplinkRecord struct {
 	Number    int    `json:"number"`
 	Profile   string `json:"profile,omitempty"`
 	Present   bool   `json:"present"`
+	// Channel is N of the PoN the NIC is bundled into (its profile has a
+	// channel-group), kept while it is absent; 0: none.
+	Channel int `json:"channel,omitempty"`
 }
 
 func (u UplinkRecord) binding() UplinkBinding {
-	return UplinkBinding{Port: fmt.Sprintf("Eth%d/%d", u.Module, u.Number), Module: u.Module, Interface: u.Interface, Profile: u.Profile}
+	return UplinkBinding{Port: fmt.Sprintf("Eth%d/%d", u.Module, u.Number), Module: u.Module, Interface: u.Interface,
+		Profile: u.Profile, Channel: u.Channel}
 }
 
 // State is the persistent registry.
@@ -144,6 +150,7 @@ func (s State) Validate(maxModule int) error {
 	}
 	ifaces := map[upKey]bool{}
 	numbers := map[[2]int]bool{}
+	channels := map[int]chanKey{}
 	for i, u := range s.Uplinks {
 		bad := func(format string, args ...any) error {
 			return fmt.Errorf("%w: uplink %d (module %d %s): %s", ErrBadState, i, u.Module, u.Interface, fmt.Sprintf(format, args...))
@@ -161,6 +168,17 @@ func (s State) Validate(maxModule int) error {
 			return bad("listed twice")
 		case numbers[[2]int{u.Module, u.Number}]:
 			return bad("Eth%d/%d given twice", u.Module, u.Number)
+		case u.Channel < 0 || u.Channel > MaxChannel:
+			return bad("channel %d out of range 0-%d", u.Channel, MaxChannel)
+		case u.Channel != 0 && u.Profile == "":
+			return bad("in Po%d without a profile", u.Channel)
+		}
+		if u.Channel != 0 {
+			k := chanKey{u.Module, u.Profile}
+			if o, ok := channels[u.Channel]; ok && o != k {
+				return bad("Po%d also bundles module %d's %s uplinks", u.Channel, o.module, o.profile)
+			}
+			channels[u.Channel] = k
 		}
 		ifaces[upKey{u.Module, u.Interface}], numbers[[2]int{u.Module, u.Number}] = true, true
 	}

@@ -64,8 +64,9 @@ type Desired struct {
 // is quarantined (see the package doc), and Eth ports named for another
 // module are left out.
 //
-// Port-channels (channel-group auto) are not rendered: api.PortProfile
-// has no channel-group setting yet. PoN ports passed in are kept.
+// Port-channels (channel-group auto): the registry lists a module's PoN
+// with its member Eths; the PoN gets its mode from its profile's
+// ChannelGroup (a quarantined one has none: active-backup, shut down).
 func Snapshot(module int, profiles []api.PortProfile, ports []api.Port) Desired {
 	d := Desired{Module: module, Profiles: map[string]api.PortProfile{}, Ports: map[string]api.Port{}}
 	for _, p := range profiles {
@@ -86,6 +87,9 @@ func Snapshot(module int, profiles []api.PortProfile, ports []api.Port) Desired 
 			}
 			p.Profile, p.Shutdown = q, true
 			d.Profiles[q] = quarantine(q)
+		}
+		if p.Kind == api.PortPortChannel {
+			p.ChannelMode = d.Profiles[p.Profile].ChannelGroup
 		}
 		d.Ports[p.Name] = p
 	}

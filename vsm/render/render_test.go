@@ -345,3 +345,28 @@ func FuzzDelta(f *testing.F) {
 		checkRoundTrip(t, randomDesired(rand.New(rand.NewPCG(a, 0))), randomDesired(rand.New(rand.NewPCG(b, 0))))
 	})
 }
+
+// TestPortChannelMode: a PoN takes its mode from its profile's
+// channel-group, and a quarantined one is shut with its members; the VEM
+// accepts both programmings.
+func TestPortChannelMode(t *testing.T) {
+	lacp := uplink
+	lacp.ChannelGroup = api.ChannelLACP
+	m1 := api.Port{Name: "Eth3/2", Kind: api.PortEth, Interface: "eth1", Profile: "uplink"}
+	m2 := api.Port{Name: "Eth3/3", Kind: api.PortEth, Interface: "eth2", Profile: "uplink"}
+	po := api.Port{Name: "Po1", Kind: api.PortPortChannel, Profile: "uplink", Members: []string{"Eth3/2", "Eth3/3"}}
+	d := render.Snapshot(3, []api.PortProfile{lacp}, []api.Port{m1, m2, po})
+	if got := d.Ports["Po1"]; got.ChannelMode != api.ChannelLACP || got.Shutdown || len(got.Members) != 2 {
+		t.Errorf("Po1 = %+v, want LACP with two members", got)
+	}
+	checkVEMRules(t, d)
+	off := lacp
+	off.Enabled = false
+	d = render.Snapshot(3, []api.PortProfile{off}, []api.Port{m1, m2, po})
+	for _, name := range []string{"Po1", "Eth3/2", "Eth3/3"} {
+		if p := d.Ports[name]; p.Profile != render.QuarantineUplink || !p.Shutdown {
+			t.Errorf("%s with its profile disabled = %+v, want quarantined", name, p)
+		}
+	}
+	checkVEMRules(t, d)
+}
