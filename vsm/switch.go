@@ -10,9 +10,9 @@ import (
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/vsm/chassis"
-	"github.com/flashvisor/flashvisor/vsm/ports"
 	"github.com/flashvisor/flashvisor/vsm/cli"
 	"github.com/flashvisor/flashvisor/vsm/config"
+	"github.com/flashvisor/flashvisor/vsm/ports"
 )
 
 // The Server is the CLI's switch.
