@@ -28,6 +28,19 @@ const (
 // (api.Port.Interface).
 func SwitchportName(name string) string { return switchportPrefix + name }
 
+// HostEnd is the vmknic whose switch end is switchport (SwitchportName's
+// inverse); ok is false for any other interface name.
+func HostEnd(switchport string) (name string, ok bool) {
+	name, ok = strings.CutPrefix(switchport, switchportPrefix)
+	if !ok {
+		return "", false
+	}
+	if _, valid := vmkIndex(name); !valid {
+		return "", false
+	}
+	return name, true
+}
+
 // vmkIndex returns N for vmkN (1..MaxVMK, no leading zeros) and 0 for
 // vswif0; ok is false for any other name.
 func vmkIndex(name string) (n int, ok bool) {

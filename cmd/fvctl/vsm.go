@@ -241,7 +241,8 @@ func (a *app) vsmDeploy(ctx context.Context, args []string) error {
 	}
 	// The command line is validated here by the same parser the VSM's
 	// init uses, so a typo fails now rather than in a VM that never comes up.
-	cl := fmt.Sprintf("console=ttyS0 flashvisor.hostname=%s flashvisor.mgmtnic=eth1 flashvisor.mgmt=%s flashvisor.token=%s flashvisor.initstate=/dev/vda flashvisor.vsm.domain=%d flashvisor.vsm.role=%s",
+	// The vNICs are control (eth0), management (eth1), packet (eth2).
+	cl := fmt.Sprintf("console=ttyS0 flashvisor.hostname=%s flashvisor.mgmtnic=eth1 flashvisor.mgmt=%s flashvisor.token=%s flashvisor.initstate=/dev/vda flashvisor.vsm.domain=%d flashvisor.vsm.role=%s flashvisor.vsm.controlnic=eth0",
 		name, orDefault(ip, "dhcp"), token, domain, role)
 	if advertise != "" {
 		cl += " flashvisor.vsm.advertise=" + advertise

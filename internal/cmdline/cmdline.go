@@ -83,6 +83,9 @@ type Config struct {
 	VSMRole      string
 	VSMAdvertise []string
 	VSMPeer      string
+	// VSMControlNIC is the VSM VM's control NIC (its first vNIC): svs mode
+	// L2 reaches the hosts over its IPv6 link-local address.
+	VSMControlNIC string
 }
 
 var (
@@ -197,6 +200,12 @@ func Parse(line string) (Config, error) {
 				continue
 			}
 			c.VSMPeer = v
+		case "vsm.controlnic":
+			if !nicRE.MatchString(v) || strings.Contains(v, ":") {
+				bad(k, v, "want an interface name")
+				continue
+			}
+			c.VSMControlNIC = v
 		default:
 			bad(k, v, "unknown key")
 		}

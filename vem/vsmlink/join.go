@@ -61,8 +61,14 @@ func ValidateJoin(j api.VSMJoin) (*tls.Config, error) {
 	if o.DomainID < 1 || o.DomainID > api.VSMDomainIDMax {
 		return bad("domain id %d: must be 1-%d", o.DomainID, api.VSMDomainIDMax)
 	}
-	if o.Mode != "" && o.Mode != api.SVSModeL3 {
-		return bad("svs mode %q: only %s is supported", o.Mode, api.SVSModeL3)
+	switch o.Mode {
+	case "", api.SVSModeL3:
+	case api.SVSModeL2:
+		if o.ControlVLAN < 1 || o.ControlVLAN > 4094 {
+			return bad("svs mode L2: control vlan %d: must be 1-4094", o.ControlVLAN)
+		}
+	default:
+		return bad("svs mode %q: must be %s or %s", o.Mode, api.SVSModeL3, api.SVSModeL2)
 	}
 	if len(o.VSMs) == 0 {
 		return bad("no VSM address")

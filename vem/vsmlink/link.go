@@ -8,13 +8,17 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/vem"
+	vmknic "github.com/flashvisor/flashvisor/vmkernel-nics"
 )
 
 // Agent is what the link needs from the VEM agent (vem.Agent).
@@ -60,6 +64,9 @@ type Options struct {
 	// IfaceExists tells whether a kernel interface is there (nil: assume
 	// so); vEth taps of powered-off VMs are not captured.
 	IfaceExists func(name string) bool
+	// Dial opens the TCP connection to a VSM (nil: a net.Dialer; tests
+	// dial from another network namespace).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func (o *Options) defaults() {
@@ -465,19 +472,84 @@ func (l *Link) restore(ctx context.Context) {
 	}
 }
 
-// addresses are the VSMs to dial in turn: the last snapshot's, then the
-// join data's.
-func (l *Link) addresses() []string {
-	var out []string
-	if o := l.st.Opaque; o != nil && o.DomainID == l.join.Opaque.DomainID {
-		out = append(out, o.VSMs...)
+// addresses are the VSMs to dial in turn, for the switch's control mode
+// (the last snapshot's opaque data, else the join data's): the last
+// snapshot's addresses, then the join data's. L3 dials the routable ones.
+// L2 dials the IPv6 link-local ones, through the host's vmknic on the
+// control VLAN (controlInterface): they reach only what that VLAN reaches,
+// and neither end needs an IP configuration.
+func (l *Link) addresses() ([]string, error) {
+	o := l.join.Opaque
+	var all []string
+	if so := l.st.Opaque; so != nil && so.DomainID == o.DomainID {
+		o = *so
+		all = append(all, so.VSMs...)
 	}
 	for _, a := range l.join.Opaque.VSMs {
-		if !slices.Contains(out, a) {
+		if !slices.Contains(all, a) {
+			all = append(all, a)
+		}
+	}
+	var iface string
+	if o.Mode == api.SVSModeL2 {
+		sc, _ := l.agent.Config()
+		var err error
+		if iface, err = controlInterface(sc, o.ControlVLAN); err != nil {
+			return nil, err
+		}
+	}
+	var out []string
+	for _, a := range all {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		ip, err := netip.ParseAddr(host)
+		linkLocal := err == nil && ip.Is6() && ip.IsLinkLocalUnicast() && ip.Zone() == ""
+		switch {
+		case o.Mode == api.SVSModeL2 && linkLocal:
+			out = append(out, net.JoinHostPort(ip.WithZone(iface).String(), port))
+		case o.Mode != api.SVSModeL2 && !linkLocal:
 			out = append(out, a)
 		}
 	}
-	return out
+	if len(out) == 0 && o.Mode == api.SVSModeL2 {
+		return nil, fmt.Errorf("svs mode L2: the VSMs advertise no IPv6 link-local address (%s)", strings.Join(all, ", "))
+	}
+	return out, nil
+}
+
+// ErrNoControlInterface: in L2 mode the host has no vmknic on the control
+// VLAN to reach the VSM through.
+var ErrNoControlInterface = errors.New("svs mode L2: no vmknic on the control VLAN")
+
+// controlInterface is the vmknic L2 mode talks through: the one whose vEth
+// (in either part of the programming) is an access port of the control
+// VLAN; with several, the lowest VethN's.
+func controlInterface(sc api.SwitchConfig, vlan int) (string, error) {
+	profiles := map[string]api.PortProfile{}
+	for _, p := range sc.Profiles {
+		profiles[p.Name] = p
+	}
+	best, bestN := "", 0
+	for _, p := range sc.Ports {
+		n, ok := api.VethNumber(p.Name)
+		if !ok || p.Kind != api.PortVeth {
+			continue
+		}
+		name, ok := vmknic.HostEnd(p.Interface)
+		pp := profiles[p.Profile]
+		if !ok || pp.Mode != api.ModeAccess || pp.AccessVLAN != vlan {
+			continue
+		}
+		if best == "" || n < bestN {
+			best, bestN = name, n
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("%w %d: add one (fvctl network vmknic add, IPv4 none) on a port group of VLAN %d", ErrNoControlInterface, vlan, vlan)
+	}
+	return best, nil
 }
 
 // connectLoop dials the VSMs in turn until ctx ends.
@@ -496,8 +568,13 @@ func (l *Link) connectLoop(ctx context.Context, id uint64) {
 			l.pmu.Unlock()
 			return
 		}
-		addrs, tc := l.addresses(), l.tls
+		addrs, err := l.addresses()
+		tc := l.tls
 		l.pmu.Unlock()
+		if err != nil {
+			l.log.Warn("vsm connection", "err", err)
+			l.setErr(err)
+		}
 		if i := slices.Index(addrs, lastEnded); i >= 0 && len(addrs) > 1 {
 			addrs = append(slices.Delete(slices.Clone(addrs), i, i+1), lastEnded)
 		}

@@ -150,8 +150,18 @@ func (l *Link) session(ctx context.Context, id uint64, addr string, tc *tls.Conf
 	// The dial has its own short bound: an address whose host is gone
 	// must not hold up the next one for the whole welcome wait.
 	dctx, cancel := context.WithTimeout(ctx, min(l.o.Welcome, dialTimeout))
-	d := tls.Dialer{Config: tc}
-	conn, err := d.DialContext(dctx, "tcp", addr)
+	dial := l.o.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	raw, err := dial(dctx, "tcp", addr)
+	var conn *tls.Conn
+	if err == nil {
+		conn = tls.Client(raw, tc)
+		if err = conn.HandshakeContext(dctx); err != nil {
+			raw.Close()
+		}
+	}
 	cancel()
 	if err != nil {
 		return false, fmt.Errorf("dial %s: %w", addr, err)
@@ -335,6 +345,7 @@ func (l *Link) handleConfig(ctx context.Context, s *session, m api.VSMMessage) b
 		ack(l.st.Generation, fmt.Errorf("stale epoch %d < %d", m.Epoch, l.st.Epoch))
 		return false
 	}
+	modeBefore := controlMode(l.st.Opaque, l.join)
 	next := l.st
 	next.Epoch = m.Epoch
 	var part Part
@@ -374,7 +385,30 @@ func (l *Link) handleConfig(ctx context.Context, s *session, m api.VSMMessage) b
 	}
 	l.log.Info("vsm config applied", "generation", c.Generation, "full", c.Full, "epoch", m.Epoch)
 	ack(c.Generation, nil)
+	if before, after := modeBefore, controlMode(next.Opaque, l.join); before != after {
+		// `svs mode` changed on the VSM: this connection is the old
+		// mode's. Dropping it after the ack makes the link dial again in
+		// the new one (L2: the link-local addresses through the control
+		// vmknic; L3: the routable ones); forwarding is not touched.
+		l.log.Info("svs mode changed: reconnecting", "from", before, "to", after)
+		s.conn.Close()
+	}
 	return true
+}
+
+// controlMode is the switch's control mode: the stored opaque data's, else
+// the join data's (L3 when unset).
+func controlMode(o *api.VSMOpaque, j *api.VSMJoin) string {
+	mode := ""
+	if o != nil {
+		mode = o.Mode
+	} else if j != nil {
+		mode = j.Opaque.Mode
+	}
+	if mode == "" {
+		return api.SVSModeL3
+	}
+	return mode
 }
 
 // saveEpoch stores a raised epoch of a config that was not applied; pmu

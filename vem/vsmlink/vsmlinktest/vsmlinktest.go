@@ -88,7 +88,7 @@ func (ca *CA) Issue(t testing.TB, cn string, server bool) (certPEM, keyPEM strin
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
 }
 
-// VSM is a fake VSM listening on 127.0.0.1.
+// VSM is a fake VSM listening on 127.0.0.1 (or StartOn's address).
 type VSM struct {
 	Addr   string
 	Domain int
@@ -100,12 +100,19 @@ type VSM struct {
 // Start starts a fake VSM of domain; it stops at the end of the test.
 func Start(t testing.TB, ca *CA, domain int) *VSM {
 	t.Helper()
+	return StartOn(t, ca, domain, "127.0.0.1:0")
+}
+
+// StartOn is Start listening on addr (in the calling thread's network
+// namespace).
+func StartOn(t testing.TB, ca *CA, domain int, addr string) *VSM {
+	t.Helper()
 	certPEM, keyPEM := ca.Issue(t, "vsm", true)
 	pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+	ln, err := tls.Listen("tcp", addr, &tls.Config{
 		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{pair},
 		ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert,
 	})

@@ -28,6 +28,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/internal/cmdline"
@@ -57,6 +58,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.APIAddr, "api", vsm.DefaultAPIAddr, "management API (HTTPS) listen address")
 	fs.StringVar(&o.SSHAddr, "ssh", vsm.DefaultSSHAddr, "SSH CLI listen address")
 	advertise := fs.String("advertise", "", "comma-separated host:port addresses VEMs reach the control channel at")
+	controlNIC := fs.String("control-nic", "", "the control NIC: brought up and advertised at its IPv6 link-local address (svs mode L2)")
 	fs.IntVar(&o.DomainID, "domain", 0, "svs-domain id to preset on a fresh configuration (1-4095)")
 	fs.StringVar(&o.Role, "role", "", "redundancy role: standalone, primary or secondary (default: the configuration's)")
 	fs.StringVar(&o.PeerAddr, "peer", "", "HA: the other VSM's peer port host:port (the secondary pairs with and dials the primary there)")
@@ -90,6 +92,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if o.PeerAddr == "" {
 			o.PeerAddr = c.VSMPeer
 		}
+		if *controlNIC == "" {
+			*controlNIC = c.VSMControlNIC
+		}
 	}
 	for _, a := range strings.Split(*advertise, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -114,6 +119,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	// stderr: init copies it to the console and the service's log ring.
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	if *controlNIC != "" {
+		_, port, err := net.SplitHostPort(o.ControlAddr)
+		if err != nil {
+			return fmt.Errorf("control address %q: %w", o.ControlAddr, err)
+		}
+		// L3 keeps working without it: a failure is only logged.
+		if a, err := controlAdvertise(ctx, *controlNIC, port, 10*time.Second); err != nil {
+			o.Logger.Warn("svs mode L2 unavailable: no link-local address on the control NIC", "nic", *controlNIC, "err", err)
+		} else {
+			o.Advertise = append(o.Advertise, a)
+			o.Logger.Info("control NIC up", "nic", *controlNIC, "advertise", a)
+		}
+	}
 	o.Console = stdout
 	o.Version = version()
 	s, err := vsm.New(o)

@@ -1,0 +1,233 @@
+package vsmlink_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/internal/netnstest"
+	"github.com/flashvisor/flashvisor/vem/vsmlink"
+	"github.com/flashvisor/flashvisor/vem/vsmlink/vsmlinktest"
+)
+
+// l2Local is the host's own switch with a vmknic (vmk1, no IPv4) on the
+// control VLAN 260, next to the usual management vmknic.
+func l2Local() api.SwitchConfig {
+	sc := localConfig()
+	sc.Profiles = append(sc.Profiles, api.PortProfile{Name: "pg-VSM-Control", Type: api.ProfileVethernet, Mode: api.ModeAccess,
+		AccessVLAN: 260, SystemVLANs: "260", Enabled: true})
+	sc.Ports = append(sc.Ports, api.Port{Name: "Veth2", Kind: api.PortVeth, Profile: "pg-VSM-Control", Interface: "fvk-vmk1",
+		MACs: []string{"00:50:56:aa:00:02"}, Owner: "vmk1"})
+	return sc
+}
+
+// TestL2ModeOverLinkLocal: in svs mode L2 the VEM reaches the VSM with no
+// IP configuration on either side: at the VSM's IPv6 link-local address,
+// through the host's vmknic on the control VLAN. The VSM and the host are
+// two network namespaces joined by a veth pair (the control VLAN's L2
+// segment). The host joins in L3 mode (it dials the routable address and
+// not the link-local one); the VSM's next snapshot says L2, and the VEM
+// reconnects over the link-local address, never dialling the routable
+// one again.
+func TestL2ModeOverLinkLocal(t *testing.T) {
+	vsmNS := netnstest.Enter(t)
+	hostNS, err := netns.New() // the thread moves there
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostNS.Close()
+	if err := netns.Set(vsmNS); err != nil {
+		t.Fatal(err)
+	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ctl0"}, PeerName: "vmk1"}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := netlink.LinkByName("vmk1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetNsFd(peer, int(hostNS)); err != nil {
+		t.Fatal(err)
+	}
+	hostH, err := netlink.NewHandleAt(hostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostH.Close()
+	vsmH, err := netlink.NewHandleAt(vsmNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vsmH.Close()
+	for _, up := range []struct {
+		h    *netlink.Handle
+		name string
+	}{{vsmH, "ctl0"}, {vsmH, "lo"}, {hostH, "vmk1"}, {hostH, "lo"}} {
+		l, err := up.h.LinkByName(up.name)
+		if err == nil {
+			err = up.h.LinkSetUp(l)
+		}
+		if err != nil {
+			t.Fatalf("%s up: %v", up.name, err)
+		}
+	}
+	ll := linkLocal(t, vsmH, "ctl0")
+	linkLocal(t, hostH, "vmk1") // usable as a source once DAD is over
+	// IPv4 for the L3 start only.
+	for _, a := range []struct {
+		h    *netlink.Handle
+		name string
+		cidr string
+	}{{vsmH, "ctl0", "192.0.2.1/24"}, {hostH, "vmk1", "192.0.2.2/24"}} {
+		l, _ := a.h.LinkByName(a.name)
+		addr, _ := netlink.ParseAddr(a.cidr)
+		if err := a.h.AddrAdd(l, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ca := vsmlinktest.NewCA(t)
+	vsm := vsmlinktest.StartOn(t, ca, domain, "[::]:0")
+	_, port, _ := net.SplitHostPort(vsm.Addr)
+	var dialed []string
+	var dmu sync.Mutex
+	f := newFixture(t, func(o *vsmlink.Options) {
+		dial := dialIn(hostNS)
+		o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dmu.Lock()
+			dialed = append(dialed, addr)
+			dmu.Unlock()
+			return dial(ctx, network, addr)
+		}
+	})
+	f.vsm = vsm
+	if err := f.agent.SetConfig(context.Background(), l2Local()); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	l3 := "192.0.2.1:" + port
+	j := vsm.Join(t, api.VSMUplink{Interface: "eth1", Profile: "dvs-uplink"})
+	j.Opaque.VSMs = []string{net.JoinHostPort(ll.String(), port), l3}
+	if err := f.link.Join(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	c, hello := f.connect(3, 1)
+	if hello.HostUUID != hostUUID {
+		t.Errorf("hello = %+v", hello)
+	}
+	if ack := f.config(c, snapshot(3, 1)); ack.Error != "" {
+		t.Fatalf("ack = %+v", ack)
+	}
+	if st := f.link.Status(); !st.Connected || st.VSM != l3 {
+		t.Errorf("status in L3 mode = %+v, want connected to %s", st, l3)
+	}
+
+	// svs mode L2 on the VSM: its snapshot carries the opaque data.
+	snap := snapshot(3, 2)
+	snap.Opaque = &api.VSMOpaque{DomainID: domain, SwitchName: "dvs", VSMs: j.Opaque.VSMs, Mode: api.SVSModeL2, ControlVLAN: 260, PacketVLAN: 261}
+	if ack := f.config(c, snap); ack.Error != "" {
+		t.Fatalf("ack = %+v", ack)
+	}
+	c2, _ := f.connect(3, 1)
+	f.config(c2, snapshot(3, 2))
+	want := net.JoinHostPort(ll.String()+"%vmk1", port)
+	if st := f.link.Status(); !st.Connected || st.VSM != want {
+		t.Errorf("status in L2 mode = %+v, want connected to %s", st, want)
+	}
+	dmu.Lock()
+	defer dmu.Unlock()
+	if len(dialed) != 2 || dialed[0] != l3 || dialed[1] != want {
+		t.Errorf("dialled %v, want %s then %s", dialed, l3, want)
+	}
+}
+
+// TestL2ModeNeedsControlVmknic: without a vmknic on the control VLAN an L2
+// link says why it cannot connect, and dials nothing.
+func TestL2ModeNeedsControlVmknic(t *testing.T) {
+	dialed := make(chan string, 8)
+	f := newFixture(t, func(o *vsmlink.Options) {
+		o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dialed <- addr
+			return nil, errors.New("no dial expected")
+		}
+	})
+	if err := f.agent.SetConfig(context.Background(), localConfig()); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	j := f.vsm.Join(t)
+	j.Opaque.VSMs = append(j.Opaque.VSMs, "[fe80::250:56ff:fe00:1]:2001")
+	j.Opaque.Mode, j.Opaque.ControlVLAN = api.SVSModeL2, 260
+	if err := f.link.Join(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the L2 error in the status", func() bool {
+		return strings.Contains(f.link.Status().LastError, "no vmknic on the control VLAN 260")
+	})
+	select {
+	case a := <-dialed:
+		t.Errorf("dialled %s without a control vmknic", a)
+	default:
+	}
+}
+
+// linkLocal waits for name's IPv6 link-local address to finish duplicate
+// address detection and returns it.
+func linkLocal(t *testing.T, h *netlink.Handle, name string) netip.Addr {
+	t.Helper()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		addrs, err := h.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if ok && ip.IsLinkLocalUnicast() && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
+				return ip
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: no usable IPv6 link-local address after 10 s", name)
+	return netip.Addr{}
+}
+
+// dialIn dials from network namespace ns: the socket is made on a thread
+// moved there, which is never handed back to the runtime.
+func dialIn(ns netns.NsHandle) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		type result struct {
+			c   net.Conn
+			err error
+		}
+		ch := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			if err := netns.Set(ns); err != nil {
+				ch <- result{nil, err}
+				return
+			}
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			ch <- result{c, err}
+		}()
+		r := <-ch
+		return r.c, r.err
+	}
+}
