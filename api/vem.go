@@ -230,4 +230,8 @@ type VEMCard struct {
 	Changes uint64 `json:"changes"`
 	Bridge  string `json:"bridge"`
 	Version string `json:"version,omitempty"`
+	// ControlMode is the VSM channel's mode (L3 or L2; VSM mode only) and
+	// ControlVLAN the control VLAN in L2 mode.
+	ControlMode string `json:"control_mode,omitempty"`
+	ControlVLAN int    `json:"control_vlan,omitempty"`
 }

@@ -520,6 +520,10 @@ type VSMLinkStatus struct {
 	// offers them as port groups of the distributed switch (VSM-5).
 	Profiles  []PortProfile `json:"profiles,omitempty"`
 	LastError string        `json:"last_error,omitempty"`
+	// ControlMode is the switch's svs mode (SVSModeL3 or SVSModeL2) and
+	// ControlVLAN its control VLAN in L2 mode.
+	ControlMode string `json:"control_mode,omitempty"`
+	ControlVLAN int    `json:"control_vlan,omitempty"`
 }
 
 // VSMHealth is the VSM's GET /api/v1/health: its state and the control

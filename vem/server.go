@@ -129,6 +129,7 @@ func (s *Server) card(w http.ResponseWriter, r *http.Request) {
 				c.Module = st.Module
 			}
 			c.Connected, c.Headless = st.Connected, !st.Connected
+			c.ControlMode, c.ControlVLAN = st.ControlMode, st.ControlVLAN
 		} else {
 			c.Mode, c.Connected, c.Headless = api.SwitchStandalone, false, false
 		}

@@ -67,6 +67,12 @@ func (a *app) vemShowCard(ctx context.Context, args []string) error {
 	fmt.Fprintf(w, "Card domain: %d\n", card.DomainID)
 	fmt.Fprintf(w, "Card slot: %d\n", card.Module)
 	if card.Mode == api.SwitchVSM || card.VSM != "" {
+		if card.ControlMode != "" {
+			fmt.Fprintf(w, "VEM Tunnel Mode: %s Mode\n", card.ControlMode)
+		}
+		if card.ControlMode == api.SVSModeL2 {
+			fmt.Fprintf(w, "Card control VLAN: %d\n", card.ControlVLAN)
+		}
 		fmt.Fprintf(w, "VSM address: %s\n", orDash(card.VSM))
 		fmt.Fprintf(w, "VSM connected: %s\n", yesNoCap(card.Connected))
 	}

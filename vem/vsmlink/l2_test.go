@@ -130,8 +130,8 @@ func TestL2ModeOverLinkLocal(t *testing.T) {
 	if ack := f.config(c, snapshot(3, 1)); ack.Error != "" {
 		t.Fatalf("ack = %+v", ack)
 	}
-	if st := f.link.Status(); !st.Connected || st.VSM != l3 {
-		t.Errorf("status in L3 mode = %+v, want connected to %s", st, l3)
+	if st := f.link.Status(); !st.Connected || st.VSM != l3 || st.ControlMode != api.SVSModeL3 {
+		t.Errorf("status in L3 mode = %+v, want connected to %s in L3 mode", st, l3)
 	}
 
 	// svs mode L2 on the VSM: its snapshot carries the opaque data.
@@ -143,8 +143,8 @@ func TestL2ModeOverLinkLocal(t *testing.T) {
 	c2, _ := f.connect(3, 1)
 	f.config(c2, snapshot(3, 2))
 	want := net.JoinHostPort(ll.String()+"%vmk1", port)
-	if st := f.link.Status(); !st.Connected || st.VSM != want {
-		t.Errorf("status in L2 mode = %+v, want connected to %s", st, want)
+	if st := f.link.Status(); !st.Connected || st.VSM != want || st.ControlMode != api.SVSModeL2 || st.ControlVLAN != 260 {
+		t.Errorf("status in L2 mode = %+v, want connected to %s in L2 mode, control VLAN 260", st, want)
 	}
 	dmu.Lock()
 	defer dmu.Unlock()

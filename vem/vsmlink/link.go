@@ -184,10 +184,16 @@ func (l *Link) publish() {
 	defer l.mu.Unlock()
 	s := &l.status
 	s.Joined = l.join != nil
-	s.DomainID, s.SwitchName, s.Generation, s.Epoch = 0, "", 0, 0
+	s.DomainID, s.SwitchName, s.Generation, s.Epoch, s.ControlMode, s.ControlVLAN = 0, "", 0, 0, "", 0
 	if l.join != nil {
 		s.DomainID, s.SwitchName = l.join.Opaque.DomainID, l.join.Opaque.SwitchName
 		s.Generation, s.Epoch = l.st.Generation, l.st.Epoch
+		if s.ControlMode = controlMode(l.st.Opaque, l.join); s.ControlMode == api.SVSModeL2 {
+			s.ControlVLAN = l.join.Opaque.ControlVLAN
+			if o := l.st.Opaque; o != nil {
+				s.ControlVLAN = o.ControlVLAN
+			}
+		}
 		if l.sess == nil {
 			s.Module = l.st.Module
 		}
