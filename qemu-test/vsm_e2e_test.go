@@ -29,6 +29,9 @@ const vsmIP = "10.0.2.16"
 // vsmPeerPort is the VSM pair's peer link (the primary listens).
 const vsmPeerPort = 2002
 
+// controlVLAN is the switch's control VLAN in L2 mode.
+const controlVLAN = 260
+
 // TestVSMTwoHosts is the distributed switch end to end (VSM-1..6, VSM-8,
 // VEM-6, VEM-8, VEM-9): host A runs the VSM VM, deployed from the VSM
 // image with fvctl; hosts A and B join domain 18 (their eth1, on one
@@ -124,8 +127,13 @@ func TestVSMTwoHosts(t *testing.T) {
 	if filepath.Dir(vi) != imgDir {
 		t.Fatalf("VSM kernel and initrd in different folders: %s, %s", vk, vi)
 	}
+	// The VSM's control vNIC on the control VLAN (used in L2 mode, below).
+	if err := a.c.AddPortGroup(ctx(t), api.PortGroup{Name: "VSM Control", VLAN: controlVLAN}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := hostA("vsm", "deploy", "--datastore", "ds1", "--domain", "18", "--vsm-token", token,
-		"--ip", vsmIP+"/24,10.0.2.2", "--advertise", advertise, "--image", imgDir, "--memory", "320", "--role", "primary"); err != nil {
+		"--ip", vsmIP+"/24,10.0.2.2", "--advertise", advertise, "--image", imgDir, "--memory", "320", "--role", "primary",
+		"--control-portgroup", "VSM Control"); err != nil {
 		t.Fatalf("fvctl vsm deploy: %v", err)
 	}
 	attachConsole(t, a.c, "vsm") // its console in the test log
@@ -308,6 +316,53 @@ func TestVSMTwoHosts(t *testing.T) {
 		}
 		return nil
 	})
+
+	// VEM-9, L2 mode: with a vmknic on the control VLAN (no IPv4), the
+	// hosts reach the VSM at its control vNIC's IPv6 link-local address,
+	// host B across the segment on its uplink; `svs mode L2` reconnects
+	// them so, and `svs mode L3` back, without touching forwarding.
+	for _, h := range hosts {
+		if h == b {
+			if err := h.c.AddPortGroup(ctx(t), api.PortGroup{Name: "VSM Control", VLAN: controlVLAN}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := h.c.AddVMKNIC(ctx(t), api.VMKNIC{Name: "vmk9", PortGroup: "VSM Control", IPv4: api.VMKIPv4{Mode: api.VMKIPv4None}}); err != nil {
+			t.Fatalf("%s: vmk9 on the control VLAN: %v", h.name, err)
+		}
+	}
+	cli("configure terminal", "vlan 260,261", "port-profile type ethernet uplink", "switchport trunk allowed vlan 100,200,260",
+		"system vlan 260", "svs-domain", "control vlan 260", "packet vlan 261", "svs mode L2", "end")
+	for _, h := range hosts {
+		waitFor(t, h.name+" on the VSM in L2 mode", 2*time.Minute, func() error {
+			st, err := h.c.VSMStatus(ctx(t))
+			if err != nil {
+				return err
+			}
+			if !st.Connected || st.ControlMode != api.SVSModeL2 || !strings.HasPrefix(st.VSM, "[fe80::") || !strings.Contains(st.VSM, "%vmk9]") {
+				return fmt.Errorf("link %+v, want connected at [fe80::...%%vmk9]", st)
+			}
+			return nil
+		})
+	}
+	if mods := cli("show module"); len(regexp.MustCompile(`(?m)^[34]\s+248\s+Virtual Ethernet Module\s+\S+\s+ok`).FindAllString(mods, -1)) != 2 {
+		t.Errorf("show module in L2 mode:\n%s", mods)
+	}
+	echo(a1, b2, "ok")
+	cli("configure terminal", "svs-domain", "svs mode L3 interface mgmt0", "end")
+	for _, h := range hosts {
+		waitFor(t, h.name+" on the VSM in L3 mode again", 2*time.Minute, func() error {
+			st, err := h.c.VSMStatus(ctx(t))
+			if err != nil {
+				return err
+			}
+			if !st.Connected || st.ControlMode != api.SVSModeL3 || strings.Contains(st.VSM, "%") {
+				return fmt.Errorf("link %+v, want connected over L3", st)
+			}
+			return nil
+		})
+	}
+	t.Logf("L2 mode and back to L3; %.0fs into the test", time.Since(began).Seconds())
 
 	// VSM-8, VEM-8: the VSM powered off, traffic goes on; the VEMs say
 	// headless. It comes back with the modules in the same slots, without

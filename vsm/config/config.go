@@ -381,6 +381,9 @@ func (c *Config) Validate() error {
 		errs.add("svs-domain: L3 interface %q: must be %s or %s", d.L3Interface, L3Mgmt0, L3Control0)
 	case d.Mode == api.SVSModeL2 && d.L3Interface != "":
 		errs.add("svs-domain: L3 interface %q set in L2 mode", d.L3Interface)
+	case d.Mode == api.SVSModeL2 && d.ControlVLAN == 0:
+		// The hosts reach an L2 VSM only on its control VLAN.
+		errs.add("svs-domain: svs mode L2 needs a control vlan (set `control vlan N` first)")
 	case d.Mode != api.SVSModeL2:
 		errs.add("svs-domain: svs mode %q: must be %s or %s", d.Mode, api.SVSModeL2, api.SVSModeL3)
 	}
