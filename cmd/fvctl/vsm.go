@@ -152,6 +152,11 @@ func (a *app) printVSMStatus(st api.VSMLinkStatus) error {
 		return w.Flush()
 	}
 	fmt.Fprintf(w, "Joined:\tyes\nSwitch:\t%s\nDomain:\t%d\nVSM:\t%s\n", orDash(st.SwitchName), st.DomainID, orDash(st.VSM))
+	if st.ControlMode == api.SVSModeL2 {
+		fmt.Fprintf(w, "Control mode:\tL2 (control VLAN %d)\n", st.ControlVLAN)
+	} else if st.ControlMode != "" {
+		fmt.Fprintf(w, "Control mode:\t%s\n", st.ControlMode)
+	}
 	fmt.Fprintf(w, "Connected:\t%s\nHeadless:\t%s\nModule:\t%d\nEpoch:\t%d\nGeneration:\t%d\n",
 		yesNoCap(st.Connected), yesNoCap(st.Headless), st.Module, st.Epoch, st.Generation)
 	fmt.Fprintf(w, "Foreign-domain messages:\t%d\nStale-epoch programming:\t%d\n", st.ForeignDomain, st.StaleEpoch)
