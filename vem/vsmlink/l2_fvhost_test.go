@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/internal/netnstest"
@@ -88,7 +89,7 @@ func TestFVHostL2ModeOverControlVLAN(t *testing.T) {
 	}
 
 	// The VSM, in its namespace, at its link-local address.
-	vsmH, err := netlink.NewHandleAt(vsmNS)
+	vsmH, err := netlink.NewHandleAt(vsmNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestFVHostL2ModeOverControlVLAN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostH, err := netlink.NewHandleAt(hostNS)
+	hostH, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}

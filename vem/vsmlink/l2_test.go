@@ -61,12 +61,12 @@ func TestL2ModeOverLinkLocal(t *testing.T) {
 	if err := netlink.LinkSetNsFd(peer, int(hostNS)); err != nil {
 		t.Fatal(err)
 	}
-	hostH, err := netlink.NewHandleAt(hostNS)
+	hostH, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hostH.Close()
-	vsmH, err := netlink.NewHandleAt(vsmNS)
+	vsmH, err := netlink.NewHandleAt(vsmNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}
