@@ -95,6 +95,7 @@ func (m *Machine) loadModules() error {
 	if err != nil {
 		return err
 	}
+	mods.Params = ModuleParams(m.Cmdline)
 	m.Modules = mods
 	var errs []error
 	loaded, err := mods.Coldplug("/sys/bus")

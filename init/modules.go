@@ -52,8 +52,12 @@ func MatchAliases(aliases []Alias, modalias string) []string {
 // modalias (coldplug), since the stock kernel's drivers are modules and
 // nothing like udev runs on the host.
 type Modules struct {
-	Log     *slog.Logger
-	Dir     string // /lib/modules/<release>
+	Log *slog.Logger
+	Dir string // /lib/modules/<release>
+	// Params are the options of each module (by name, '-' as '_') from
+	// the kernel command line (ModuleParams), given when init loads the
+	// module by name, as modprobe does on Debian.
+	Params  map[string]string
 	prober  *kmodule.Prober
 	aliases []Alias
 	tried   map[string]bool
@@ -90,10 +94,38 @@ func newModules(log *slog.Logger, dir string, dryRun func(string)) (*Modules, er
 	return m, nil
 }
 
-// Load loads one module and its dependencies.
+// ModuleParams collects the module options of a kernel command line:
+// "kvm_amd.npt=0 bonding.max_bonds=0" gives kvm_amd "npt=0" and bonding
+// "max_bonds=0" (module names with '-' as '_', options in order). Quoted
+// values are not supported; the kernel itself applies such options only to
+// built-in modules, modprobe to the others.
+func ModuleParams(cmdline string) map[string]string {
+	out := map[string]string{}
+	for _, f := range strings.Fields(cmdline) {
+		key, _, hasValue := strings.Cut(f, "=")
+		mod, param, ok := strings.Cut(key, ".")
+		if !ok || mod == "" || param == "" || strings.ContainsAny(mod, "/\"") || !hasValue && strings.Contains(param, ".") {
+			continue
+		}
+		mod = strings.ReplaceAll(mod, "-", "_")
+		if strings.HasPrefix(mod, "flashvisor") {
+			continue // our own keys, not a module's
+		}
+		param = strings.TrimPrefix(f, mod+".")
+		param = strings.TrimPrefix(param, strings.ReplaceAll(mod, "_", "-")+".")
+		if out[mod] != "" {
+			out[mod] += " "
+		}
+		out[mod] += param
+	}
+	return out
+}
+
+// Load loads one module and its dependencies, with its command line
+// options (Params).
 func (m *Modules) Load(name string) error {
 	m.tried[name] = true
-	err := m.prober.Probe(name, "")
+	err := m.prober.Probe(name, m.Params[strings.ReplaceAll(name, "-", "_")])
 	switch {
 	case err == nil:
 		return nil

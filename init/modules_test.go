@@ -81,3 +81,16 @@ func TestColdplugLoadsDriversWithDependencies(t *testing.T) {
 		t.Errorf("second Coldplug loaded %v again", more)
 	}
 }
+
+func TestModuleParams(t *testing.T) {
+	got := ModuleParams(`console=ttyS0 kvm_amd.npt=0 kvm-amd.avic=1 bonding.max_bonds=0 flashvisor.token=x flashvisor.vsm.domain=18 foo. .bar=1 quiet`)
+	want := map[string]string{"kvm_amd": "npt=0 avic=1", "bonding": "max_bonds=0"}
+	if len(got) != len(want) {
+		t.Errorf("ModuleParams = %q, want %q", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("ModuleParams[%s] = %q, want %q (all: %q)", k, got[k], v, got)
+		}
+	}
+}
