@@ -20,7 +20,7 @@ const (
 // huge pages: nested VMs then run on 4 KiB nested page tables, which QEMU's
 // nested-SVM emulation under TCG handles more reliably (docs/design.md).
 func DefaultAppend() []string {
-	return []string{"console=ttyS0,115200", "panic=-1", "transparent_hugepage=never"}
+	return []string{"console=ttyS0,115200", "panic=-1", "transparent_hugepage=never", "kvm_amd.npt=0"}
 }
 
 // Option configures a VM started by Start or Boot.
