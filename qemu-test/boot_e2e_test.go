@@ -374,6 +374,16 @@ func TestHostWithoutState(t *testing.T) {
 	if _, err := vm.WaitConsole(ctx(t), shellAnswer); err != nil {
 		t.Errorf("emergency shell did not answer on the console: %v", err)
 	}
+	// Module options on the kernel command line reach the module: init
+	// loads kvm_amd by name, with the harness's kvm_amd.npt=0 under TCG.
+	if vm.Accel() == "tcg" {
+		if _, err := io.WriteString(typing, "echo NPT-$(cat /sys/module/kvm_amd/parameters/npt)\n"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := vm.WaitConsole(ctx(t), regexp.MustCompile(`(^|\s)NPT-N\s*$`)); err != nil {
+			t.Errorf("kvm_amd's npt parameter is not N (kvm_amd.npt=0 on the command line): %v", err)
+		}
+	}
 	// The harness's frozen-host probe (hostHung): a running host echoes;
 	// one whose vCPUs QEMU stopped does not, and echoes again once resumed.
 	if echoed, err := consoleEcho(vm, typing, time.Minute); !echoed || err != nil {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -207,6 +208,9 @@ func boot(name string, c config, report func(string, ...any)) (*VM, error) {
 		Append:    c.appendArg,
 		NoReboot:  c.noReboot,
 		Extra:     c.extraArgs,
+	}
+	if accel == "tcg" && c.kernel != "" {
+		m.Append = append(slices.Clone(c.appendArg), TCGAppend()...)
 	}
 	for _, d := range c.disks {
 		if len(d.serial) > 20 {
