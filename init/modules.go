@@ -107,12 +107,11 @@ func ModuleParams(cmdline string) map[string]string {
 		if !ok || mod == "" || param == "" || strings.ContainsAny(mod, "/\"") || !hasValue && strings.Contains(param, ".") {
 			continue
 		}
+		param = f[len(mod)+1:] // with its value
 		mod = strings.ReplaceAll(mod, "-", "_")
 		if strings.HasPrefix(mod, "flashvisor") {
 			continue // our own keys, not a module's
 		}
-		param = strings.TrimPrefix(f, mod+".")
-		param = strings.TrimPrefix(param, strings.ReplaceAll(mod, "_", "-")+".")
 		if out[mod] != "" {
 			out[mod] += " "
 		}

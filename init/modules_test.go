@@ -83,8 +83,8 @@ func TestColdplugLoadsDriversWithDependencies(t *testing.T) {
 }
 
 func TestModuleParams(t *testing.T) {
-	got := ModuleParams(`console=ttyS0 kvm_amd.npt=0 kvm-amd.avic=1 bonding.max_bonds=0 flashvisor.token=x flashvisor.vsm.domain=18 foo. .bar=1 quiet`)
-	want := map[string]string{"kvm_amd": "npt=0 avic=1", "bonding": "max_bonds=0"}
+	got := ModuleParams(`console=ttyS0 kvm_amd.npt=0 kvm-amd.avic=1 snd-hda_intel.power_save=0 bonding.max_bonds=0 flashvisor.token=x flashvisor.vsm.domain=18 foo. .bar=1 quiet`)
+	want := map[string]string{"kvm_amd": "npt=0 avic=1", "snd_hda_intel": "power_save=0", "bonding": "max_bonds=0"}
 	if len(got) != len(want) {
 		t.Errorf("ModuleParams = %q, want %q", got, want)
 	}
