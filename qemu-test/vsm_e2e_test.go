@@ -39,7 +39,9 @@ const controlVLAN = 260
 // `show module` lists them in slots 3 and 4; port profiles made on the
 // VSM's CLI become port groups on both hosts; nested guests on profile web
 // (VLAN 100) ping each other across the hosts while one on db (VLAN 200)
-// cannot reach them; web moved to VLAN 200 moves the ports; with the VSM
+// cannot reach them; web moved to VLAN 200 moves the ports; `svs mode L2`
+// moves both hosts' control connections onto the control VLAN (IPv6
+// link-local through a vmknic) and L3 back; with the VSM
 // VM powered off the guests keep talking (headless) and it comes back
 // with the modules in their slots and no reprogramming.
 //
