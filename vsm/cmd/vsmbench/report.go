@@ -143,7 +143,7 @@ func (r results) sweepSection(b *strings.Builder) {
 	o := r.Opts
 	fmt.Fprintf(b, "### Scale sweep: past the chassis (%d vEths per VEM)\n\n", o.sweepVeths)
 	b.WriteString("The chassis has 66 slots (64 VEMs); here the daemon's benchmark-only `-max-slot` flag raises it. Each size starts a fresh VSM whose state already binds " +
-		"every host to a slot and every vEth to its host (written before the start, as a restarted VSM would load it: at these sizes the attach path would take hours, see below). " +
+		"every host to a slot and every vEth to its host (written before the start, as a restarted VSM would load it, which keeps the sweep about joins and steady state; the chassis section above measures the attach path). " +
 		fmt.Sprintf("*Join*: the VEMs connect %d at a time, each wave once the one before is in, until the last acked its full snapshot with its vEths. ", joinWave) +
 		fmt.Sprintf("*Steady*: a %s window with heartbeats and port reports. *One attach*: one more vEth on one VEM, until the VSM answers a CLI `show` again "+
 			"(the show waits for the lock the attach's push to every module holds; the VEM itself may get its port earlier, as the push reaches modules in no set order). ", fmtDur(o.sweepSteady)) +
