@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/internal/netnstest"
 	vmknic "github.com/flashvisor/flashvisor/vmkernel-nics"
 	"github.com/flashvisor/flashvisor/vmkernel-nics/vmknictest"
 	"github.com/vishvananda/netlink"
@@ -19,35 +18,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// inNewNetns runs the rest of the test in a fresh network namespace (the
-// goroutine stays locked to its thread) and returns it, skipping when
-// that is impossible.
+// inNewNetns runs the rest of the test in a fresh network namespace
+// (netnstest.Enter) with its loopback up, and returns it.
 func inNewNetns(t *testing.T) netns.NsHandle {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, veths and bridges")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("current netns: %v", err)
-	}
-	ns, err := netns.New()
-	if err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Skipf("cannot create a network namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		ns.Close()
-		if err := netns.Set(orig); err != nil {
-			t.Errorf("restore netns: %v", err) // stay locked: the thread dies
-			return
-		}
-		orig.Close()
-		runtime.UnlockOSThread()
-	})
+	ns := netnstest.Enter(t)
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		netlink.LinkSetUp(lo)
 	}

@@ -161,27 +161,21 @@ func SystemPart(j api.VSMJoin) Part {
 
 // localPortChannels lists the PoN numbers of the local part.
 func localPortChannels(local *api.SwitchConfig) []int {
-	if local == nil {
-		return nil
-	}
-	var out []int
-	for _, p := range local.Ports {
-		if kind, _, n, err := vem.ParsePortName(p.Name); err == nil && kind == api.PortPortChannel {
-			out = append(out, n)
-		}
-	}
-	slices.Sort(out)
-	return out
+	return localNumbers(local, api.PortPortChannel)
 }
 
 // localVeths lists the VethN numbers of the local part.
-func localVeths(local *api.SwitchConfig) []int {
+func localVeths(local *api.SwitchConfig) []int { return localNumbers(local, api.PortVeth) }
+
+// localNumbers lists the numbers of the local part's ports of kind (veth
+// or po), sorted.
+func localNumbers(local *api.SwitchConfig, kind string) []int {
 	if local == nil {
 		return nil
 	}
 	var out []int
 	for _, p := range local.Ports {
-		if n, ok := api.VethNumber(p.Name); ok && p.Kind == api.PortVeth {
+		if k, _, n, err := vem.ParsePortName(p.Name); err == nil && k == kind && p.Kind == kind {
 			out = append(out, n)
 		}
 	}
