@@ -94,3 +94,23 @@ func TestModuleParams(t *testing.T) {
 		}
 	}
 }
+
+// FuzzModuleParams: any command line parses without panicking into module
+// names with '_' only (never ours) and options that were on it.
+func FuzzModuleParams(f *testing.F) {
+	for _, s := range []string{"kvm_amd.npt=0", "a.b.c snd-hda_intel.x=1 flashvisor.token=x", ".=. a. .b", "x.y=\"1 2\""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, cmdline string) {
+		for mod, params := range ModuleParams(cmdline) {
+			if mod == "" || strings.Contains(mod, "-") || strings.HasPrefix(mod, "flashvisor") || params == "" {
+				t.Errorf("ModuleParams(%q): module %q options %q", cmdline, mod, params)
+			}
+			for _, p := range strings.Fields(params) {
+				if !strings.Contains(cmdline, "."+p) {
+					t.Errorf("ModuleParams(%q): option %q of %s not on the command line", cmdline, p, mod)
+				}
+			}
+		}
+	})
+}
