@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -115,6 +116,10 @@ type VSMWelcomeBody struct {
 	// HeartbeatSeconds and DeadSeconds restate the timers (VSM-3).
 	HeartbeatSeconds int `json:"heartbeat_seconds"`
 	DeadSeconds      int `json:"dead_seconds"`
+	// PacketMAC is the VSM's packet vNIC, where in svs mode L2 the VEM
+	// sends relayed frames as raw frames on the packet VLAN
+	// (internal/pktchan); empty: the VSM has no packet channel.
+	PacketMAC string `json:"packet_mac,omitempty"`
 }
 
 // VSMConfigBody is the VEM's programming: a full snapshot (Full, Base 0)
@@ -301,6 +306,11 @@ func (m *VSMMessage) Validate() error {
 		}
 		if w := m.Welcome; w.Module < VSMFirstVEMSlot || w.Module > VSMSlots {
 			return fmt.Errorf("vsm welcome: module %d out of range %d-%d", w.Module, VSMFirstVEMSlot, VSMSlots)
+		}
+		if p := m.Welcome.PacketMAC; p != "" {
+			if hw, err := net.ParseMAC(p); err != nil || len(hw) != 6 || hw[0]&1 != 0 {
+				return fmt.Errorf("vsm welcome: packet_mac %q: want a unicast Ethernet address", p)
+			}
 		}
 		return nil
 	case VSMConfigMsg:
@@ -524,6 +534,13 @@ type VSMLinkStatus struct {
 	// ControlVLAN its control VLAN in L2 mode.
 	ControlMode string `json:"control_mode,omitempty"`
 	ControlVLAN int    `json:"control_vlan,omitempty"`
+	// PacketChannel is how relayed CDP/IGMP frames reach the VSM while
+	// connected: "control connection", or in L2 mode "VLAN N via
+	// vmkM" (raw frames on the packet VLAN). PacketFrames counts the
+	// frames sent that way (a frame too big for the vmknic's MTU, or one
+	// the socket refused, takes the control connection).
+	PacketChannel string `json:"packet_channel,omitempty"`
+	PacketFrames  uint64 `json:"packet_frames"`
 }
 
 // VSMHealth is the VSM's GET /api/v1/health: its state and the control
@@ -538,5 +555,12 @@ type VSMHealth struct {
 	SeqGaps       uint64 `json:"seq_gaps"`
 	BadMessages   uint64 `json:"bad_messages"`
 	Nacks         uint64 `json:"nacks"`
+	// Frames are the relayed frames received over control connections,
+	// PacketFrames over the packet VLAN (svs mode L2), PacketDropped the
+	// packet VLAN's refused ones (malformed, unknown module, bad tag,
+	// replayed).
+	Frames        uint64 `json:"frames"`
+	PacketFrames  uint64 `json:"packet_frames"`
+	PacketDropped uint64 `json:"packet_dropped"`
 	Version       string `json:"version"`
 }

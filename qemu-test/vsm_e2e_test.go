@@ -29,8 +29,12 @@ const vsmIP = "10.0.2.16"
 // vsmPeerPort is the VSM pair's peer link (the primary listens).
 const vsmPeerPort = 2002
 
-// controlVLAN is the switch's control VLAN in L2 mode.
-const controlVLAN = 260
+// controlVLAN and packetVLAN are the switch's control and packet VLANs
+// in L2 mode.
+const (
+	controlVLAN = 260
+	packetVLAN  = 261
+)
 
 // TestVSMTwoHosts is the distributed switch end to end (VSM-1..6, VSM-8,
 // VEM-6, VEM-8, VEM-9): host A runs the VSM VM, deployed from the VSM
@@ -129,13 +133,16 @@ func TestVSMTwoHosts(t *testing.T) {
 	if filepath.Dir(vi) != imgDir {
 		t.Fatalf("VSM kernel and initrd in different folders: %s, %s", vk, vi)
 	}
-	// The VSM's control vNIC on the control VLAN (used in L2 mode, below).
-	if err := a.c.AddPortGroup(ctx(t), api.PortGroup{Name: "VSM Control", VLAN: controlVLAN}); err != nil {
-		t.Fatal(err)
+	// The VSM's control and packet vNICs on the control and packet VLANs
+	// (used in L2 mode, below).
+	for _, pg := range []api.PortGroup{{Name: "VSM Control", VLAN: controlVLAN}, {Name: "VSM Packet", VLAN: packetVLAN}} {
+		if err := a.c.AddPortGroup(ctx(t), pg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := hostA("vsm", "deploy", "--datastore", "ds1", "--domain", "18", "--vsm-token", token,
 		"--ip", vsmIP+"/24,10.0.2.2", "--advertise", advertise, "--image", imgDir, "--memory", "320", "--role", "primary",
-		"--control-portgroup", "VSM Control"); err != nil {
+		"--control-portgroup", "VSM Control", "--packet-portgroup", "VSM Packet"); err != nil {
 		t.Fatalf("fvctl vsm deploy: %v", err)
 	}
 	attachConsole(t, a.c, "vsm") // its console in the test log
@@ -322,27 +329,35 @@ func TestVSMTwoHosts(t *testing.T) {
 	// VEM-9, L2 mode: with a vmknic on the control VLAN (no IPv4), the
 	// hosts reach the VSM at its control vNIC's IPv6 link-local address,
 	// host B across the segment on its uplink; `svs mode L2` reconnects
-	// them so, and `svs mode L3` back, without touching forwarding.
+	// them so, and `svs mode L3` back, without touching forwarding. With a
+	// vmknic on the packet VLAN they relay CDP/IGMP as raw frames there,
+	// to the VSM's packet vNIC.
 	for _, h := range hosts {
 		if h == b {
-			if err := h.c.AddPortGroup(ctx(t), api.PortGroup{Name: "VSM Control", VLAN: controlVLAN}); err != nil {
-				t.Fatal(err)
+			for _, pg := range []api.PortGroup{{Name: "VSM Control", VLAN: controlVLAN}, {Name: "VSM Packet", VLAN: packetVLAN}} {
+				if err := h.c.AddPortGroup(ctx(t), pg); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 		if _, err := h.c.AddVMKNIC(ctx(t), api.VMKNIC{Name: "vmk9", PortGroup: "VSM Control", IPv4: api.VMKIPv4{Mode: api.VMKIPv4None}}); err != nil {
 			t.Fatalf("%s: vmk9 on the control VLAN: %v", h.name, err)
 		}
+		if _, err := h.c.AddVMKNIC(ctx(t), api.VMKNIC{Name: "vmk10", PortGroup: "VSM Packet", IPv4: api.VMKIPv4{Mode: api.VMKIPv4None}}); err != nil {
+			t.Fatalf("%s: vmk10 on the packet VLAN: %v", h.name, err)
+		}
 	}
-	cli("configure terminal", "vlan 260,261", "port-profile type ethernet uplink", "switchport trunk allowed vlan 100,200,260",
-		"system vlan 260", "svs-domain", "control vlan 260", "packet vlan 261", "svs mode L2", "end")
+	cli("configure terminal", "vlan 260,261", "port-profile type ethernet uplink", "switchport trunk allowed vlan 100,200,260,261",
+		"system vlan 260,261", "svs-domain", "control vlan 260", "packet vlan 261", "svs mode L2", "end")
 	for _, h := range hosts {
 		waitFor(t, h.name+" on the VSM in L2 mode", 2*time.Minute, func() error {
 			st, err := h.c.VSMStatus(ctx(t))
 			if err != nil {
 				return err
 			}
-			if !st.Connected || st.ControlMode != api.SVSModeL2 || !strings.HasPrefix(st.VSM, "[fe80::") || !strings.Contains(st.VSM, "%vmk9]") {
-				return fmt.Errorf("link %+v, want connected at [fe80::...%%vmk9]", st)
+			if !st.Connected || st.ControlMode != api.SVSModeL2 || !strings.HasPrefix(st.VSM, "[fe80::") || !strings.Contains(st.VSM, "%vmk9]") ||
+				st.PacketChannel != "VLAN 261 via vmk10" {
+				return fmt.Errorf("link %+v, want connected at [fe80::...%%vmk9], packet channel on VLAN 261 via vmk10", st)
 			}
 			return nil
 		})
@@ -351,6 +366,33 @@ func TestVSMTwoHosts(t *testing.T) {
 		t.Errorf("show module in L2 mode:\n%s", mods)
 	}
 	echo(a1, b2, "ok")
+	// The packet channel: another switch's CDP reaches the VSM from both
+	// uplinks as raw frames on VLAN 261 (host B's across the segment),
+	// counted by the VSM and by both hosts.
+	cdp2 := qemutest.CDPFrame(net.HardwareAddr{0x02, 0, 0, 0, 0xfe, 0x04}, "phys-sw2", "Ethernet1/8", "N9K-C93180YC", 180)
+	waitFor(t, "phys-sw2 in show cdp neighbors over the packet VLAN", 2*time.Minute, func() error {
+		if err := hub.Inject(cdp2); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second)
+		out := cli("show cdp neighbors")
+		if !regexp.MustCompile(`(?m)^phys-sw2\s+Eth3/2\s`).MatchString(out) || !regexp.MustCompile(`(?m)^phys-sw2\s+Eth4/2\s`).MatchString(out) {
+			return fmt.Errorf("show cdp neighbors:\n%s", out)
+		}
+		return nil
+	})
+	// Drops are possible (a frame sent with a session's key as the VSM
+	// replaces that session): logged, not failed.
+	if h := vsmHealth(t, vc); h.PacketFrames < 2 {
+		t.Errorf("VSM health: %d frames from the packet VLAN (%d dropped), want at least 2 (one per host)", h.PacketFrames, h.PacketDropped)
+	} else {
+		t.Logf("VSM: %d frames from the packet VLAN, %d dropped", h.PacketFrames, h.PacketDropped)
+	}
+	for _, h := range hosts {
+		if st, err := h.c.VSMStatus(ctx(t)); err != nil || st.PacketFrames == 0 {
+			t.Errorf("%s: %d frames sent on the packet VLAN (%v), want some", h.name, st.PacketFrames, err)
+		}
+	}
 	cli("configure terminal", "svs-domain", "svs mode L3 interface mgmt0", "end")
 	for _, h := range hosts {
 		waitFor(t, h.name+" on the VSM in L3 mode again", 2*time.Minute, func() error {

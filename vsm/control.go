@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/internal/pktchan"
 	"github.com/flashvisor/flashvisor/vsm/chassis"
 	"github.com/flashvisor/flashvisor/vsm/ports"
 	"github.com/flashvisor/flashvisor/vsm/render"
@@ -46,6 +47,12 @@ type vemConn struct {
 	gen    uint64
 	sent   *render.Desired
 	opaque *api.VSMOpaque
+
+	// pktKey authenticates the module's packet channel frames (derived
+	// from this connection's TLS session; nil: none); pktSeq is the last
+	// sequence number taken with it (guarded by Server.mu).
+	pktKey []byte
+	pktSeq uint64
 }
 
 func (c *vemConn) close() {
@@ -131,8 +138,14 @@ func (s *Server) handleVEM(ctx context.Context, raw net.Conn) {
 		s.refuse(tc, code, err.Error())
 		return
 	}
+	// The packet channel works without a key only in that it refuses
+	// every frame: the VEM then falls back to this connection.
+	pktKey, err := pktchan.Key(tc.ConnectionState())
+	if err != nil {
+		log.Warn("control: no packet channel key", "err", err)
+	}
 	vc := &vemConn{
-		nc: tc, slot: m.Slot, session: m.Session, hostUUID: host,
+		nc: tc, slot: m.Slot, session: m.Session, hostUUID: host, pktKey: pktKey,
 		uplinks: h.Uplinks, local: h.LocalVeths, localPo: h.LocalPortChannels,
 		out: make(chan []byte, sendQueue), done: make(chan struct{}),
 	}
@@ -341,6 +354,7 @@ func (s *Server) admit(vc *vemConn, h *api.VSMHelloBody) error {
 	s.queueLocked(vc, api.VSMMessage{Type: api.VSMWelcome, Welcome: &api.VSMWelcomeBody{
 		Module: vc.slot, SwitchName: s.cfg.SwitchName,
 		HeartbeatSeconds: api.VSMHeartbeatSeconds, DeadSeconds: api.VSMDeadSeconds,
+		PacketMAC: s.packetMAC(),
 	}})
 	s.sendFullLocked(vc)
 	return nil

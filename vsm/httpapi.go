@@ -42,6 +42,11 @@ type Health struct {
 	SeqGaps       uint64 `json:"seq_gaps"`
 	BadMessages   uint64 `json:"bad_messages"`
 	Nacks         uint64 `json:"nacks"`
+	// Relayed frames: over control connections, over the packet VLAN
+	// (svs mode L2), and refused there (see api.VSMHealth).
+	Frames        uint64 `json:"frames"`
+	PacketFrames  uint64 `json:"packet_frames"`
+	PacketDropped uint64 `json:"packet_dropped"`
 	Version       string `json:"version"`
 }
 
@@ -67,6 +72,7 @@ func (s *Server) Health() Health {
 		Joins: s.metrics.joins.Load(), ForeignDomain: s.metrics.foreignDomain.Load(),
 		SeqGaps: s.metrics.seqGaps.Load(), BadMessages: s.metrics.badMessages.Load(),
 		Nacks: s.metrics.nacks.Load(), Version: s.o.Version,
+		Frames: s.metrics.frames.Load(), PacketFrames: s.metrics.packetFrames.Load(), PacketDropped: s.metrics.packetDropped.Load(),
 	}
 }
 

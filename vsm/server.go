@@ -108,6 +108,20 @@ type Options struct {
 	PeerHeartbeat time.Duration
 	PeerDead      time.Duration
 	PairTimeout   time.Duration
+
+	// Packet is the receiving end of the packet channel on the packet
+	// vNIC (svs mode L2, VEM-9; internal/pktchan.Conn in the VSM VM),
+	// PacketMAC that vNIC's address, which the welcome tells VEMs. Nil:
+	// VEMs relay frames over the control connection only.
+	Packet    PacketSource
+	PacketMAC net.HardwareAddr
+}
+
+// PacketSource delivers the packet channel payloads received on the
+// packet vNIC: Run calls fn with each (fn does not keep it) until ctx
+// ends (then it returns nil) or the socket fails.
+type PacketSource interface {
+	Run(ctx context.Context, fn func(payload []byte)) error
 }
 
 type sysClock struct{}
@@ -117,6 +131,10 @@ func (sysClock) Now() time.Time { return time.Now() }
 // metrics are counters shown in logs and the health endpoint.
 type metrics struct {
 	joins, foreignDomain, seqGaps, badMessages, nacks, frames atomic.Uint64
+	// packetFrames are the frames taken in from the packet VLAN,
+	// packetDropped those refused (malformed, unknown module, bad tag,
+	// replayed).
+	packetFrames, packetDropped atomic.Uint64
 }
 
 // portReport is a VEM's last port report.
@@ -413,6 +431,9 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	g.Go(func() error { s.sweepLoop(ctx); return nil })
 	if s.role != config.RoleStandalone {
 		s.serveHA(ctx, g, l.Peer)
+	}
+	if s.o.Packet != nil {
+		g.Go(func() error { s.servePacket(ctx); return nil })
 	}
 	if l.Control != nil {
 		s.log.Info("control channel listening", "addr", l.Control.Addr().String())

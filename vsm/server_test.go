@@ -58,6 +58,8 @@ type instance struct {
 	s                      *vsm.Server
 	control, api, sh, peer string
 	stop                   func()
+	// welcome is the last welcome join got.
+	welcome api.VSMWelcomeBody
 }
 
 func start(t *testing.T, dir string, mod func(*vsm.Options)) *instance {
@@ -181,6 +183,7 @@ func (in *instance) join(t *testing.T, host string, want int, uplinks ...api.VSM
 	if err != nil {
 		t.Fatalf("%s: %v", host, err)
 	}
+	in.welcome = *w.Welcome
 	if w.Welcome.Module != want {
 		t.Fatalf("%s welcomed as module %d, want %d", host, w.Welcome.Module, want)
 	}

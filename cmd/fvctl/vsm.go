@@ -159,6 +159,9 @@ func (a *app) printVSMStatus(st api.VSMLinkStatus) error {
 	}
 	fmt.Fprintf(w, "Connected:\t%s\nHeadless:\t%s\nModule:\t%d\nEpoch:\t%d\nGeneration:\t%d\n",
 		yesNoCap(st.Connected), yesNoCap(st.Headless), st.Module, st.Epoch, st.Generation)
+	if st.PacketChannel != "" {
+		fmt.Fprintf(w, "Packet channel:\t%s (%d frames on the packet VLAN)\n", st.PacketChannel, st.PacketFrames)
+	}
 	fmt.Fprintf(w, "Foreign-domain messages:\t%d\nStale-epoch programming:\t%d\n", st.ForeignDomain, st.StaleEpoch)
 	var names []string
 	for _, p := range st.Profiles {
@@ -247,7 +250,7 @@ func (a *app) vsmDeploy(ctx context.Context, args []string) error {
 	// The command line is validated here by the same parser the VSM's
 	// init uses, so a typo fails now rather than in a VM that never comes up.
 	// The vNICs are control (eth0), management (eth1), packet (eth2).
-	cl := fmt.Sprintf("console=ttyS0 flashvisor.hostname=%s flashvisor.mgmtnic=eth1 flashvisor.mgmt=%s flashvisor.token=%s flashvisor.initstate=/dev/vda flashvisor.vsm.domain=%d flashvisor.vsm.role=%s flashvisor.vsm.controlnic=eth0",
+	cl := fmt.Sprintf("console=ttyS0 flashvisor.hostname=%s flashvisor.mgmtnic=eth1 flashvisor.mgmt=%s flashvisor.token=%s flashvisor.initstate=/dev/vda flashvisor.vsm.domain=%d flashvisor.vsm.role=%s flashvisor.vsm.controlnic=eth0 flashvisor.vsm.packetnic=eth2",
 		name, orDefault(ip, "dhcp"), token, domain, role)
 	if advertise != "" {
 		cl += " flashvisor.vsm.advertise=" + advertise

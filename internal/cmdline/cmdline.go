@@ -86,6 +86,9 @@ type Config struct {
 	// VSMControlNIC is the VSM VM's control NIC (its first vNIC): svs mode
 	// L2 reaches the hosts over its IPv6 link-local address.
 	VSMControlNIC string
+	// VSMPacketNIC is the VSM VM's packet NIC (its third vNIC): in svs
+	// mode L2 the hosts relay CDP/IGMP frames to it on the packet VLAN.
+	VSMPacketNIC string
 }
 
 var (
@@ -206,6 +209,12 @@ func Parse(line string) (Config, error) {
 				continue
 			}
 			c.VSMControlNIC = v
+		case "vsm.packetnic":
+			if !nicRE.MatchString(v) || strings.Contains(v, ":") {
+				bad(k, v, "want an interface name")
+				continue
+			}
+			c.VSMPacketNIC = v
 		default:
 			bad(k, v, "unknown key")
 		}

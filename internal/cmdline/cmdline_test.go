@@ -82,12 +82,12 @@ func FuzzParse(f *testing.F) {
 }
 
 func TestParseVSMKeys(t *testing.T) {
-	c, err := Parse("flashvisor.vsm.domain=18 flashvisor.vsm.role=primary flashvisor.vsm.advertise=10.0.2.2:2001,10.0.2.16:2001 flashvisor.vsm.peer=10.0.2.17:2002 flashvisor.vsm.controlnic=eth0")
-	if err != nil || c.VSMDomain != 18 || c.VSMRole != "primary" || len(c.VSMAdvertise) != 2 || c.VSMPeer != "10.0.2.17:2002" || c.VSMControlNIC != "eth0" {
+	c, err := Parse("flashvisor.vsm.domain=18 flashvisor.vsm.role=primary flashvisor.vsm.advertise=10.0.2.2:2001,10.0.2.16:2001 flashvisor.vsm.peer=10.0.2.17:2002 flashvisor.vsm.controlnic=eth0 flashvisor.vsm.packetnic=eth2")
+	if err != nil || c.VSMDomain != 18 || c.VSMRole != "primary" || len(c.VSMAdvertise) != 2 || c.VSMPeer != "10.0.2.17:2002" || c.VSMControlNIC != "eth0" || c.VSMPacketNIC != "eth2" {
 		t.Errorf("Parse(vsm keys) = %+v, %v", c, err)
 	}
 	for _, bad := range []string{"flashvisor.vsm.domain=0", "flashvisor.vsm.domain=4096", "flashvisor.vsm.role=boss",
-		"flashvisor.vsm.advertise=10.0.2.2", "flashvisor.vsm.peer=x", "flashvisor.vsm.controlnic=a/b"} {
+		"flashvisor.vsm.advertise=10.0.2.2", "flashvisor.vsm.peer=x", "flashvisor.vsm.controlnic=a/b", "flashvisor.vsm.packetnic=a:b"} {
 		if _, err := Parse(bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Parse(%q) = %v, want ErrInvalid", bad, err)
 		}

@@ -1,11 +1,13 @@
 package vsmlink_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/internal/netnstest"
+	"github.com/flashvisor/flashvisor/internal/pktchan"
 	"github.com/flashvisor/flashvisor/vem/vsmlink"
 	"github.com/flashvisor/flashvisor/vem/vsmlink/vsmlinktest"
 )
@@ -41,62 +44,8 @@ func l2Local() api.SwitchConfig {
 // reconnects over the link-local address, never dialling the routable
 // one again.
 func TestL2ModeOverLinkLocal(t *testing.T) {
-	vsmNS := netnstest.Enter(t)
-	hostNS, err := netns.New() // the thread moves there
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hostNS.Close()
-	if err := netns.Set(vsmNS); err != nil {
-		t.Fatal(err)
-	}
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ctl0"}, PeerName: "vmk1"}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatal(err)
-	}
-	peer, err := netlink.LinkByName("vmk1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetNsFd(peer, int(hostNS)); err != nil {
-		t.Fatal(err)
-	}
-	hostH, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hostH.Close()
-	vsmH, err := netlink.NewHandleAt(vsmNS, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vsmH.Close()
-	for _, up := range []struct {
-		h    *netlink.Handle
-		name string
-	}{{vsmH, "ctl0"}, {vsmH, "lo"}, {hostH, "vmk1"}, {hostH, "lo"}} {
-		l, err := up.h.LinkByName(up.name)
-		if err == nil {
-			err = up.h.LinkSetUp(l)
-		}
-		if err != nil {
-			t.Fatalf("%s up: %v", up.name, err)
-		}
-	}
-	ll := linkLocal(t, vsmH, "ctl0")
-	linkLocal(t, hostH, "vmk1") // usable as a source once DAD is over
-	// IPv4 for the L3 start only.
-	for _, a := range []struct {
-		h    *netlink.Handle
-		name string
-		cidr string
-	}{{vsmH, "ctl0", "192.0.2.1/24"}, {hostH, "vmk1", "192.0.2.2/24"}} {
-		l, _ := a.h.LinkByName(a.name)
-		addr, _ := netlink.ParseAddr(a.cidr)
-		if err := a.h.AddrAdd(l, addr); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n := newL2Net(t)
+	hostNS, ll := n.hostNS, n.ll
 
 	ca := vsmlinktest.NewCA(t)
 	vsm := vsmlinktest.StartOn(t, ca, domain, "[::]:0")
@@ -230,4 +179,188 @@ func dialIn(ns netns.NsHandle) func(ctx context.Context, network, addr string) (
 		r := <-ch
 		return r.c, r.err
 	}
+}
+
+// l2Net is the control VLAN's segment of the L2 tests: the VSM's side is
+// the test's namespace (ctl0), the host's another (vmk1), joined by a veth
+// pair, both with IPv6 link-local addresses ready (and IPv4 for an L3
+// start: 192.0.2.1 and .2).
+type l2Net struct {
+	vsmNS, hostNS netns.NsHandle
+	ll            netip.Addr // ctl0's link-local address
+}
+
+func newL2Net(t *testing.T) l2Net {
+	t.Helper()
+	vsmNS := netnstest.Enter(t)
+	hostNS, err := netns.New() // the thread moves there
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hostNS.Close() })
+	if err := netns.Set(vsmNS); err != nil {
+		t.Fatal(err)
+	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ctl0"}, PeerName: "vmk1"}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := netlink.LinkByName("vmk1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetNsFd(peer, int(hostNS)); err != nil {
+		t.Fatal(err)
+	}
+	hostH, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostH.Close()
+	vsmH, err := netlink.NewHandleAt(vsmNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vsmH.Close()
+	for _, up := range []struct {
+		h    *netlink.Handle
+		name string
+	}{{vsmH, "ctl0"}, {vsmH, "lo"}, {hostH, "vmk1"}, {hostH, "lo"}} {
+		l, err := up.h.LinkByName(up.name)
+		if err == nil {
+			err = up.h.LinkSetUp(l)
+		}
+		if err != nil {
+			t.Fatalf("%s up: %v", up.name, err)
+		}
+	}
+	ll := linkLocal(t, vsmH, "ctl0")
+	linkLocal(t, hostH, "vmk1") // usable as a source once DAD is over
+	// IPv4 for the L3 start only.
+	for _, a := range []struct {
+		h    *netlink.Handle
+		name string
+		cidr string
+	}{{vsmH, "ctl0", "192.0.2.1/24"}, {hostH, "vmk1", "192.0.2.2/24"}} {
+		l, _ := a.h.LinkByName(a.name)
+		addr, _ := netlink.ParseAddr(a.cidr)
+		if err := a.h.AddrAdd(l, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	return l2Net{vsmNS: vsmNS, hostNS: hostNS, ll: ll}
+}
+
+// openIn opens packet channel sockets in network namespace ns.
+func openIn(ns netns.NsHandle) vsmlink.PacketOpener {
+	return func(ifname string) (vsmlink.PacketSender, error) {
+		type result struct {
+			c   *pktchan.Conn
+			err error
+		}
+		ch := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			if err := netns.Set(ns); err != nil {
+				ch <- result{nil, err}
+				return
+			}
+			c, err := pktchan.Listen(ifname)
+			ch <- result{c, err}
+		}()
+		r := <-ch
+		if r.err != nil {
+			return nil, r.err
+		}
+		return r.c, nil
+	}
+}
+
+// TestL2PacketChannel: in svs mode L2 the VEM relays the frames its
+// uplinks capture as raw frames on the packet VLAN (here the control
+// VLAN's segment, vmk1) to the VSM's packet vNIC (ctl0), tagged with the
+// key of its control connection's TLS session; a frame too big for the
+// vmknic's MTU takes the control connection.
+func TestL2PacketChannel(t *testing.T) {
+	n := newL2Net(t)
+	rx, err := pktchan.Listen("ctl0") // the test's thread is in the VSM's namespace
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	got := make(chan pktchan.Frame, 8)
+	var key []byte
+	var kmu sync.Mutex
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go rx.Run(ctx, func(p []byte) {
+		kmu.Lock()
+		k := key
+		kmu.Unlock()
+		f, err := pktchan.Open(p, k)
+		if err != nil {
+			t.Errorf("packet channel frame does not open with the connection's key: %v", err)
+			return
+		}
+		f.Data = bytes.Clone(f.Data)
+		got <- f
+	})
+
+	frames := &vsmlinktest.Frames{}
+	vsm := vsmlinktest.StartOn(t, vsmlinktest.NewCA(t), domain, "[::]:0")
+	_, port, _ := net.SplitHostPort(vsm.Addr)
+	f := newFixture(t, func(o *vsmlink.Options) {
+		o.Dial, o.Packet = dialIn(n.hostNS), openIn(n.hostNS)
+		o.Frames, o.FrameInterval = frames, time.Millisecond
+	})
+	f.vsm, f.packetMAC = vsm, rx.MAC().String()
+	if err := f.agent.SetConfig(context.Background(), l2Local()); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	j := vsm.Join(t, api.VSMUplink{Interface: "eth1", Profile: "dvs-uplink"})
+	j.Opaque.VSMs = []string{net.JoinHostPort(n.ll.String(), port)}
+	j.Opaque.Mode, j.Opaque.ControlVLAN, j.Opaque.PacketVLAN = api.SVSModeL2, 260, 260
+	if err := f.link.Join(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := f.connect(3, 1)
+	k, err := c.PacketKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kmu.Lock()
+	key = k
+	kmu.Unlock()
+	if ack := f.config(c, snapshot(3, 1)); ack.Error != "" {
+		t.Fatalf("ack = %+v", ack)
+	}
+	eventually(t, "the capture on eth1 and the packet path", func() bool {
+		return slices.Contains(frames.Running(), "eth1") && f.link.Status().PacketChannel == "VLAN 260 via vmk1"
+	})
+
+	small := cdpFrame("core-sw1")
+	frames.Inject("eth1", small)
+	select {
+	case fr := <-got:
+		if fr.Port != "Eth3/2" || fr.Module != 3 || fr.Domain != domain || fr.Seq != 1 || !bytes.Equal(fr.Data, small) {
+			t.Errorf("packet channel frame %+v, want Eth3/2 of module 3, seq 1, the CDP frame", fr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing on the packet VLAN in 10 s")
+	}
+	// A frame that does not fit the MTU once wrapped: the control
+	// connection. (Had the first one come this way too, Expect would
+	// see it first.)
+	time.Sleep(5 * time.Millisecond) // FrameInterval
+	big := append(cdpFrame("core-sw2"), make([]byte, 1490)...)
+	frames.Inject("eth1", big)
+	if m := c.Expect(t, api.VSMFrame, wait); !bytes.Equal(m.Frame.Data, big) || m.Frame.Port != "Eth3/2" {
+		t.Errorf("control connection frame: port %s, %d bytes; want Eth3/2, the %d-byte frame", m.Frame.Port, len(m.Frame.Data), len(big))
+	}
+	if st := f.link.Status(); st.PacketFrames != 1 {
+		t.Errorf("status packet_frames %d, want 1", st.PacketFrames)
+	}
+
 }

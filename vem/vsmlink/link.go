@@ -64,6 +64,10 @@ type Options struct {
 	// IfaceExists tells whether a kernel interface is there (nil: assume
 	// so); vEth taps of powered-off VMs are not captured.
 	IfaceExists func(name string) bool
+	// Packet opens the packet channel's sending end on the vmknic of the
+	// packet VLAN in svs mode L2 (nil: relayed frames always take the
+	// control connection).
+	Packet PacketOpener
 	// Dial opens the TCP connection to a VSM (nil: a net.Dialer; tests
 	// dial from another network namespace).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -533,6 +537,16 @@ var ErrNoControlInterface = errors.New("svs mode L2: no vmknic on the control VL
 // (in either part of the programming) is an access port of the control
 // VLAN; with several, the lowest VethN's.
 func controlInterface(sc api.SwitchConfig, vlan int) (string, error) {
+	if name, ok := vmknicOn(sc, vlan); ok {
+		return name, nil
+	}
+	return "", fmt.Errorf("%w %d: add one (fvctl network vmknic add, IPv4 none) on a port group of VLAN %d", ErrNoControlInterface, vlan, vlan)
+}
+
+// vmknicOn is the host's vmknic whose vEth (in either part of the
+// programming) is an access port of vlan; with several, the lowest
+// VethN's.
+func vmknicOn(sc api.SwitchConfig, vlan int) (string, bool) {
 	profiles := map[string]api.PortProfile{}
 	for _, p := range sc.Profiles {
 		profiles[p.Name] = p
@@ -552,10 +566,7 @@ func controlInterface(sc api.SwitchConfig, vlan int) (string, error) {
 			best, bestN = name, n
 		}
 	}
-	if best == "" {
-		return "", fmt.Errorf("%w %d: add one (fvctl network vmknic add, IPv4 none) on a port group of VLAN %d", ErrNoControlInterface, vlan, vlan)
-	}
-	return best, nil
+	return best, best != ""
 }
 
 // connectLoop dials the VSMs in turn until ctx ends.

@@ -60,6 +60,8 @@ type fixture struct {
 	log    *logBuf
 	logger *slog.Logger
 	stop   func()
+	// packetMAC is the welcome's packet_mac ("": none).
+	packetMAC string
 }
 
 // localConfig is the standalone switch hostd programs: management on a
@@ -160,7 +162,8 @@ func (f *fixture) connect(module int, epoch uint64) (*vsmlinktest.Conn, api.VSMH
 	c := f.vsm.Accept(f.t, wait)
 	c.Epoch = epoch
 	m := c.Expect(f.t, api.VSMHello, wait)
-	c.Send(f.t, api.VSMMessage{Type: api.VSMWelcome, Welcome: &api.VSMWelcomeBody{Module: module, SwitchName: "dvs", HeartbeatSeconds: 2, DeadSeconds: 8}})
+	c.Send(f.t, api.VSMMessage{Type: api.VSMWelcome, Welcome: &api.VSMWelcomeBody{Module: module, SwitchName: "dvs", HeartbeatSeconds: 2, DeadSeconds: 8,
+		PacketMAC: f.packetMAC}})
 	return c, *m.Hello
 }
 

@@ -108,6 +108,12 @@ func (l *Link) relay(ctx context.Context, s *session) {
 	if l.o.Frames == nil {
 		return
 	}
+	// Closed last: the captures that send through it have stopped.
+	defer func() {
+		if p := s.pkt.Swap(nil); p != nil {
+			p.close()
+		}
+	}()
 	running := map[string]*capture{}
 	var wg sync.WaitGroup
 	defer func() {
@@ -119,6 +125,7 @@ func (l *Link) relay(ctx context.Context, s *session) {
 	retry := time.NewTicker(captureRetry)
 	defer retry.Stop()
 	for {
+		l.updatePacket(s)
 		want := l.captureIfaces()
 		for nic, c := range running {
 			ended := false
@@ -187,7 +194,7 @@ func (l *Link) capture(ctx context.Context, s *session, nic string, c *capture) 
 		default:
 			return
 		}
-		if err := s.send(api.VSMMessage{Type: api.VSMFrame, Frame: &api.VSMFrameBody{Port: port, Data: frame}}); err != nil {
+		if err := l.relayFrame(s, port, frame); err != nil {
 			l.log.Debug("frame not relayed", "port", port, "err", err)
 		}
 	})

@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/internal/pktchan"
 	"github.com/flashvisor/flashvisor/vem"
 )
 
@@ -35,8 +37,17 @@ type session struct {
 
 	// Read side only (the reading goroutine).
 	rseq          uint64 // the VSM's last seq
-	module        int    // from welcome
+	module        int    // from welcome (set before relay starts)
 	resyncPending bool
+
+	// Packet channel (svs mode L2): the key derived from this TLS
+	// session, the VSM's packet vNIC from welcome, and the path relay
+	// keeps up to date.
+	pktKey []byte
+	pktMAC net.HardwareAddr
+	pkt    atomic.Pointer[packetPath]
+	// pktState is what updatePacket last decided (relay's goroutine).
+	pktState string
 }
 
 // send numbers m and writes it.
@@ -170,6 +181,7 @@ func (l *Link) session(ctx context.Context, id uint64, addr string, tc *tls.Conf
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	s := &session{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), joinID: id, domain: j.Opaque.DomainID, addr: addr, dead: l.o.Dead}
+	s.pktKey, _ = pktchan.Key(conn.ConnectionState()) // nil: frames take this connection
 
 	hello := api.VSMMessage{Version: api.VSMProtocolVersion, Domain: s.domain, Type: api.VSMHello, Seq: 1, Hello: &api.VSMHelloBody{
 		HostUUID: l.o.HostUUID, Hostname: l.o.Hostname, Module: st.Module, Generation: st.Generation, Epoch: st.Epoch,
@@ -196,6 +208,7 @@ func (l *Link) session(ctx context.Context, id uint64, addr string, tc *tls.Conf
 		return false, fmt.Errorf("%w: %s sent %s before welcome", ErrProtocol, addr, m.Type)
 	}
 	s.module = m.Welcome.Module
+	s.pktMAC, _ = net.ParseMAC(m.Welcome.PacketMAC) // validated
 	l.welcomed(s, m)
 	defer func() { l.gone(s, err) }()
 
@@ -266,6 +279,7 @@ func (l *Link) gone(s *session, err error) {
 	defer l.mu.Unlock()
 	if l.sess == s {
 		l.sess = nil
+		l.status.PacketChannel = ""
 		if err != nil {
 			l.status.LastError = err.Error()
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/internal/pktchan"
 )
 
 // VEM is one fake VEM connection.
@@ -142,6 +143,10 @@ func (v *VEM) Silence() { v.silent.Store(true) }
 
 // Done is closed when the connection has ended.
 func (v *VEM) Done() <-chan struct{} { return v.done }
+
+// PacketKey is the packet channel key of this connection (what a real
+// VEM tags its frames on the packet VLAN with).
+func (v *VEM) PacketKey() ([]byte, error) { return pktchan.Key(v.conn.ConnectionState()) }
 
 // Close closes the connection.
 func (v *VEM) Close() error { return v.conn.Close() }

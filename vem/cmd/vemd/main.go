@@ -25,6 +25,7 @@ import (
 
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/internal/layout"
+	"github.com/flashvisor/flashvisor/internal/pktchan"
 	"github.com/flashvisor/flashvisor/vem"
 	"github.com/flashvisor/flashvisor/vem/ctlframe"
 	"github.com/flashvisor/flashvisor/vem/vsmlink"
@@ -113,6 +114,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	link, err := vsmlink.New(vsmlink.Options{Agent: agent, JoinFile: *joinFile, StateFile: *linkFile,
 		HostUUID: bi.HostUUID, Hostname: bi.Hostname, Version: mf.Version, Log: log.With("component", "vsmlink"),
 		Frames: ctlframe.Capture{}, CaptureVeths: *igmpVeths,
+		Packet:      func(ifname string) (vsmlink.PacketSender, error) { return pktchan.Listen(ifname) },
 		IfaceExists: func(name string) bool { _, err := net.InterfaceByName(name); return err == nil }})
 	if err != nil {
 		return err

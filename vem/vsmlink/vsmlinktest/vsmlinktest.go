@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/internal/pktchan"
 )
 
 // CA is a throwaway domain CA.
@@ -219,6 +220,16 @@ func (c *Conn) SendRaw(t testing.TB, m api.VSMMessage) {
 	if _, err := c.c.Write(append(b, '\n')); err != nil {
 		t.Errorf("fake VSM: send %s: %v", m.Type, err)
 	}
+}
+
+// PacketKey is the packet channel key of this connection's TLS session
+// (what the VEM tags its frames on the packet VLAN with).
+func (c *Conn) PacketKey() ([]byte, error) {
+	tc, ok := c.c.(*tls.Conn)
+	if !ok {
+		return nil, fmt.Errorf("fake VSM: not a TLS connection")
+	}
+	return pktchan.Key(tc.ConnectionState())
 }
 
 // Recv returns the next message from the VEM.

@@ -9,7 +9,22 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/flashvisor/flashvisor/internal/pktchan"
 )
+
+// packetListen brings the packet NIC up and opens the packet channel on
+// it (svs mode L2): hosts send their relayed frames to its MAC address.
+func packetListen(nic string) (*pktchan.Conn, error) {
+	link, err := netlink.LinkByName(nic)
+	if err != nil {
+		return nil, fmt.Errorf("packet NIC %s: %w", nic, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("packet NIC %s up: %w", nic, err)
+	}
+	return pktchan.Listen(nic)
+}
 
 // controlAdvertise brings the control NIC up and returns the control
 // channel's address on it for svs mode L2: [its IPv6 link-local]:port,

@@ -59,6 +59,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.SSHAddr, "ssh", vsm.DefaultSSHAddr, "SSH CLI listen address")
 	advertise := fs.String("advertise", "", "comma-separated host:port addresses VEMs reach the control channel at")
 	controlNIC := fs.String("control-nic", "", "the control NIC: brought up and advertised at its IPv6 link-local address (svs mode L2)")
+	packetNIC := fs.String("packet-nic", "", "the packet NIC: brought up to receive the frames hosts relay on the packet VLAN (svs mode L2)")
 	fs.IntVar(&o.DomainID, "domain", 0, "svs-domain id to preset on a fresh configuration (1-4095)")
 	fs.StringVar(&o.Role, "role", "", "redundancy role: standalone, primary or secondary (default: the configuration's)")
 	fs.StringVar(&o.PeerAddr, "peer", "", "HA: the other VSM's peer port host:port (the secondary pairs with and dials the primary there)")
@@ -95,6 +96,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if *controlNIC == "" {
 			*controlNIC = c.VSMControlNIC
 		}
+		if *packetNIC == "" {
+			*packetNIC = c.VSMPacketNIC
+		}
 	}
 	for _, a := range strings.Split(*advertise, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -130,6 +134,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		} else {
 			o.Advertise = append(o.Advertise, a)
 			o.Logger.Info("control NIC up", "nic", *controlNIC, "advertise", a)
+		}
+	}
+	if *packetNIC != "" {
+		// Without it, hosts relay over the control connection: logged only.
+		if pc, err := packetListen(*packetNIC); err != nil {
+			o.Logger.Warn("packet channel unavailable: hosts relay frames over the control connection", "nic", *packetNIC, "err", err)
+		} else {
+			defer pc.Close()
+			o.Packet, o.PacketMAC = pc, pc.MAC()
+			o.Logger.Info("packet NIC up", "nic", *packetNIC, "mac", pc.MAC().String())
 		}
 	}
 	o.Console = stdout
