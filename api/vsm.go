@@ -214,7 +214,7 @@ type VSMOpaque struct {
 	DomainID    int      `json:"domain_id"`
 	SwitchName  string   `json:"switch_name"`
 	VSMs        []string `json:"vsms"` // host:port of each VSM (active, standby)
-	Mode        string   `json:"mode"` // "L3" (L2 not yet)
+	Mode        string   `json:"mode"` // SVSModeL3 or SVSModeL2
 	ControlVLAN int      `json:"control_vlan,omitempty"`
 	PacketVLAN  int      `json:"packet_vlan,omitempty"`
 	// SystemProfiles are the profiles with system VLANs.

@@ -26,7 +26,11 @@
 // (vem/ctlframe.Capture in vemd) and relays each to the VSM as a frame
 // message named by its EthM/P or VethN (CDP at most one per port per
 // FrameInterval, IGMP in a bounded burst). A capture that fails is logged
-// once per uplink and retried; it never affects the link.
+// once per uplink and retried; it never affects the link. In svs mode L2,
+// with a vmknic on the packet VLAN and a VSM that named its packet vNIC in
+// the welcome, the frames go there instead, as raw frames tagged with a key
+// of this session's TLS connection (internal/pktchan, PacketOpener); one
+// that does not fit the MTU, or fails, takes the control connection.
 //
 // Files: the join data (JoinFile, 0600: it holds the client key, which is
 // never logged nor returned) and the link state (StateFile).
