@@ -97,6 +97,10 @@ type haState struct {
 	sawActive           bool
 	// wasActive: this process has been active (the start window is over).
 	wasActive bool
+	// paired: this process got the domain CA from its peer (a secondary's
+	// first start, or a primary replacing a lost one): an active peer
+	// exists, so it waits for it rather than activating at start.
+	paired bool
 	// rev numbers the replicated state's versions; state is the encoded
 	// state of rev (active: what the sender computed last).
 	rev   uint64
@@ -180,6 +184,11 @@ func (s *Server) takeOverLocked(now time.Time) string {
 	if s.ha.active {
 		return ""
 	}
+	if s.ha.paired && s.ha.applied == 0 {
+		// It just proved its peer alive and has nothing to serve yet:
+		// activating would put an empty switch in front of the VEMs.
+		return ""
+	}
 	p := s.ha.peer
 	switch {
 	case p != nil && p.state == StateActive:
@@ -197,7 +206,7 @@ func (s *Server) takeOverLocked(now time.Time) string {
 		return ""
 	case p != nil && s.role == config.RolePrimary:
 		return "peer is standby"
-	case s.role == config.RolePrimary && len(s.ha.rec.Advertise) == 0 && !s.ha.sawActive && !s.ha.wasActive &&
+	case s.role == config.RolePrimary && len(s.ha.rec.Advertise) == 0 && !s.ha.sawActive && !s.ha.wasActive && !s.ha.paired &&
 		now.Sub(s.ha.started) >= s.o.PeerDead/2:
 		return "no active peer at start"
 	case now.Sub(s.ha.lastActive) >= s.o.PeerDead:

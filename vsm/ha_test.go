@@ -472,3 +472,71 @@ func TestHASwitchover(t *testing.T) {
 		t.Errorf("switchover without a standby: %q", msg)
 	}
 }
+
+// A lost primary is replaced by a fresh one (empty state, the old one's
+// peer address, the survivor's as its peer): it pairs with the surviving
+// secondary, now active, never activates itself, becomes its HA standby
+// with the whole configuration, and `system switchover` makes it active.
+// Two primaries never pair. Until it has the survivor's state it never
+// takes over, even when the peer link is slow to come.
+func TestHAReplacePrimary(t *testing.T) {
+	var px *proxy
+	a, b, dirA, _ := startPair(t, func(peer string) string { px = newProxy(t, peer); return px.ln.Addr().String() })
+	a.cli(t, uplinkProfile...)
+	a.cli(t, webProfile...)
+	synced(t, a)
+	ca, _ := os.ReadFile(filepath.Join(dirA, vsm.CACertFile))
+	a.stop()
+	waitFor(t, func() bool { return b.s.Redundancy().State == vsm.StateActive }, "the secondary to take over")
+	epochB := b.s.Epoch()
+
+	// Another primary cannot pair with a primary.
+	o := vsm.Options{StateDir: t.TempDir(), Token: testToken, CmdlineFile: "/nonexistent", Console: io.Discard}
+	haOpts(config.RolePrimary, a.peer)(&o)
+	other := startOn(t, t.TempDir(), "127.0.0.1:0", haOpts(config.RolePrimary, ""))
+	o.PeerAddr = other.peer
+	if _, err := vsm.New(o); err == nil || !strings.Contains(err.Error(), "both VSMs are primary") {
+		t.Errorf("a primary pairing with a primary: %v, want a refusal", err)
+	}
+
+	// The replacement, at the old primary's peer address; the survivor's
+	// peer link to it does not come up at first.
+	px.setCut(true)
+	dirN := t.TempDir()
+	n := startOn(t, dirN, a.peer, haOpts(config.RolePrimary, b.peer))
+	caN, _ := os.ReadFile(filepath.Join(dirN, vsm.CACertFile))
+	if len(caN) == 0 || string(caN) != string(ca) {
+		t.Fatal("the replacement primary does not have the domain CA")
+	}
+	for deadline := time.Now().Add(3 * peerDead); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if st := n.s.Redundancy().State; st != vsm.StateStandby {
+			t.Fatalf("the replacement primary became %s before it had the survivor's state", st)
+		}
+	}
+	px.setCut(false)
+	waitFor(t, func() bool {
+		r := n.s.Redundancy()
+		return r.State == vsm.StateStandby && r.PeerState == "Active" && b.s.Redundancy().PeerState == "HA standby"
+	}, "the replacement to become the survivor's standby")
+	synced(t, b)
+	if !hasWeb(n) {
+		t.Error("the replacement lacks the configuration")
+	}
+	for deadline := time.Now().Add(2 * peerDead); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if st := n.s.Redundancy().State; st != vsm.StateStandby {
+			t.Fatalf("the replacement primary became %s", st)
+		}
+	}
+	if b.s.Epoch() != epochB {
+		t.Errorf("the survivor's epoch moved from %d to %d", epochB, b.s.Epoch())
+	}
+	// The survivor hands the active role back.
+	synced(t, b)
+	b.cli(t, "system switchover")
+	waitFor(t, func() bool {
+		return n.s.Redundancy().State == vsm.StateActive && b.s.Redundancy().State == vsm.StateStandby
+	}, "the replacement active after a switchover")
+	if n.s.Epoch() <= epochB {
+		t.Errorf("replacement's epoch %d, want above the survivor's %d", n.s.Epoch(), epochB)
+	}
+}

@@ -32,7 +32,8 @@ import (
 //
 //	proof = HMAC-SHA256(key: SHA-256(token), label || TLS exporter)
 //
-// with the label "secondary" or "primary" and the exporter
+// with the label "secondary" (the side that asks) or "primary" (the side
+// that answers: the labels name sides, not roles) and the exporter
 // "EXPORTER-flashvisor-vsm-pairing" (32 bytes; RFC 8446 7.5). The key is
 // the hash the VSM already stores (it never keeps the token), the token
 // itself never crosses the wire, and a man in the middle has two TLS
@@ -43,6 +44,12 @@ import (
 // and stores the CA (key 0600), then issues its own server certificate
 // as usual. Nothing of this is logged but the outcome.
 //
+// A primary deployed with the peer address and no CA replaces a lost
+// primary: it asks the surviving VSM (a secondary, active by now) the same
+// way, then waits for that VSM's peer link (the secondary dials the
+// primary's peer address, so the replacement must be reachable at the old
+// one's) and becomes its standby. Two VSMs of one role never pair.
+//
 // Chosen over an HTTPS route because the secondary cannot verify the
 // primary's certificate before it has the CA: a bearer token sent there
 // would go to whoever answers. A weak (guessable) token is open to an
@@ -51,8 +58,8 @@ import (
 // pairExporterLabel is the TLS exporter label of the pairing proofs.
 const pairExporterLabel = "EXPORTER-flashvisor-vsm-pairing"
 
-// ErrPairing: the secondary could not get the domain CA from its peer.
-var ErrPairing = errors.New("pairing with the primary VSM failed")
+// ErrPairing: a VSM could not get the domain CA from its peer.
+var ErrPairing = errors.New("pairing with the peer VSM failed")
 
 // pairProof is one side's proof of the token on connection cs.
 func pairProof(key tokenHash, side string, cs tls.ConnectionState) ([]byte, error) {
@@ -68,32 +75,33 @@ func pairProof(key tokenHash, side string, cs tls.ConnectionState) ([]byte, erro
 }
 
 // pairIfNeeded gets the domain CA from the peer when this VSM has none
-// (a secondary's first start), trying for PairTimeout.
-func (s *Server) pairIfNeeded() error {
+// (a secondary's first start, a replacement primary's), trying for
+// PairTimeout; it reports whether it paired.
+func (s *Server) pairIfNeeded() (bool, error) {
 	caCert := filepath.Join(s.o.StateDir, CACertFile)
 	_, errCert := os.Stat(caCert)
 	_, errKey := os.Stat(filepath.Join(s.o.StateDir, CAKeyFile))
 	if errCert == nil && errKey == nil {
-		return nil
+		return false, nil
 	}
 	if !errors.Is(errCert, fs.ErrNotExist) && errCert != nil {
-		return fmt.Errorf("CA certificate: %w", errCert)
+		return false, fmt.Errorf("CA certificate: %w", errCert)
 	}
 	if s.o.PeerAddr == "" {
-		return fmt.Errorf("%w: a secondary VSM without the domain CA needs the primary's peer address (-peer, flashvisor.vsm.peer)", ErrPairing)
+		return false, fmt.Errorf("%w: a secondary VSM without the domain CA needs the primary's peer address (-peer, flashvisor.vsm.peer)", ErrPairing)
 	}
 	deadline := time.Now().Add(s.o.PairTimeout)
 	wait := 200 * time.Millisecond
 	for {
 		err := s.pairOnce()
 		if err == nil {
-			s.log.Info("paired with the primary VSM: domain CA stored", "peer", s.o.PeerAddr)
-			return nil
+			s.log.Info("paired with the peer VSM: domain CA stored", "peer", s.o.PeerAddr, "role", s.role)
+			return true, nil
 		}
 		if errors.Is(err, ErrPairing) || time.Now().Add(wait).After(deadline) {
-			return err
+			return false, err
 		}
-		s.log.Info("pairing: primary not reachable yet (retrying)", "peer", s.o.PeerAddr, "err", err)
+		s.log.Info("pairing: peer not reachable yet (retrying)", "peer", s.o.PeerAddr, "err", err)
 		time.Sleep(wait)
 		wait = min(2*wait, 5*time.Second)
 	}
@@ -196,6 +204,10 @@ func (s *Server) servePair(tc *tls.Conn, log *slog.Logger) {
 		refuse("this VSM is standalone")
 		return
 	}
+	if m.Role == s.role {
+		refuse(fmt.Sprintf("both VSMs are %s: a pair is one primary and one secondary", s.role))
+		return
+	}
 	want, err := pairProof(s.token, config.RoleSecondary, cs)
 	if err != nil {
 		refuse("internal error")
@@ -221,5 +233,5 @@ func (s *Server) servePair(tc *tls.Conn, log *slog.Logger) {
 		log.Warn("pairing: answer not sent", "err", err)
 		return
 	}
-	log.Info("paired a secondary VSM: domain CA handed over")
+	log.Info("paired a peer VSM: domain CA handed over", "peer_role", m.Role)
 }

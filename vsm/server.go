@@ -280,10 +280,15 @@ func New(o Options) (*Server, error) {
 	if b, err := os.ReadFile(filepath.Join(o.StateDir, StartupConfigFile)); err == nil {
 		s.startup = string(b)
 	}
-	if s.role == config.RoleSecondary {
-		if err := s.pairIfNeeded(); err != nil {
+	// A secondary pairs on its first start; a primary with a peer address
+	// and no domain CA replaces a lost primary and pairs the same way with
+	// the surviving VSM (active by now).
+	if s.role == config.RoleSecondary || (s.role == config.RolePrimary && o.PeerAddr != "") {
+		paired, err := s.pairIfNeeded()
+		if err != nil {
 			return nil, fmt.Errorf("vsm: %w", err)
 		}
+		s.ha.paired = paired
 	}
 	if s.trust, err = loadOrCreateTrust(o.StateDir, advertisedIPs(o.Advertise), o.Now, s.log); err != nil {
 		return nil, fmt.Errorf("vsm: %w", err)
