@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/internal/linklocal"
 	"github.com/flashvisor/flashvisor/internal/netnstest"
 	"github.com/flashvisor/flashvisor/internal/pktchan"
 	"github.com/flashvisor/flashvisor/vem/vsmlink"
@@ -140,22 +141,13 @@ func linkLocal(t *testing.T, h *netlink.Handle, name string) netip.Addr {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		addrs, err := h.AddrList(l, netlink.FAMILY_V6)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range addrs {
-			ip, ok := netip.AddrFromSlice(a.IP)
-			if ok && ip.IsLinkLocalUnicast() && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
-				return ip
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ip, err := linklocal.Wait(ctx, h, l)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s: no usable IPv6 link-local address after 10 s", name)
-	return netip.Addr{}
+	return ip
 }
 
 // dialIn dials from network namespace ns: the socket is made on a thread

@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
+	"github.com/flashvisor/flashvisor/internal/linklocal"
 	"github.com/flashvisor/flashvisor/internal/pktchan"
 )
 
@@ -41,21 +40,9 @@ func controlAdvertise(ctx context.Context, nic, port string, wait time.Duration)
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	for {
-		addrs, err := netlink.AddrList(link, netlink.FAMILY_V6)
-		if err != nil {
-			return "", fmt.Errorf("control NIC %s addresses: %w", nic, err)
-		}
-		for _, a := range addrs {
-			ip, ok := netip.AddrFromSlice(a.IP)
-			if ok && ip.IsLinkLocalUnicast() && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
-				return net.JoinHostPort(ip.String(), port), nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("control NIC %s: no usable IPv6 link-local address after %s (IPv6 off?)", nic, wait)
-		case <-time.After(100 * time.Millisecond):
-		}
+	ip, err := linklocal.Wait(ctx, &netlink.Handle{}, link)
+	if err != nil {
+		return "", fmt.Errorf("control NIC %s: %w after %s (IPv6 off?)", nic, err, wait)
 	}
+	return net.JoinHostPort(ip.String(), port), nil
 }
