@@ -295,14 +295,13 @@ func TestVSMTwoHosts(t *testing.T) {
 	// VEM-9 packet channel, IGMP: a1 joins 239.1.1.1 and a querier on the
 	// segment asks in VLAN 100. The query reaches the VSM through both
 	// uplinks (router ports), and a1's kernel answers with a report that
-	// crosses the segment into host B's uplink, which relays it (the hosts
-	// relay what their uplinks receive; vemd's --igmp-veths, off here, adds
-	// the VMs' taps: see docs/vsm-design.md).
+	// host A relays from a1's vEth (its tap) and that crosses the segment
+	// into host B's uplink, which relays it too.
 	if l := a1.con.ask("join 239.1.1.1", regexp.MustCompile(`FVGUEST (JOINED|ERR)`)); !strings.Contains(l, "JOINED") {
 		t.Errorf("a1 joining 239.1.1.1: %q", l)
 	}
 	query := qemutest.IGMPQuery(net.HardwareAddr{0x02, 0, 0, 0, 0xfe, 0x03}, netip.MustParseAddr("10.100.0.254"), 100)
-	groupRE := regexp.MustCompile(`(?m)^100\s+239\.1\.1\.1\s+v[23]\s+D\s+Eth4/2$`)
+	groupRE := regexp.MustCompile(`(?m)^100\s+239\.1\.1\.1\s+v[23]\s+D\s+Eth4/2 Veth\d+$`)
 	routerRE := regexp.MustCompile(`(?m)^100\s+\*/\*\s+v2\s+R\s+Eth3/2 Eth4/2$`)
 	waitFor(t, "a1's group and the querier in show ip igmp snooping groups", 2*time.Minute, func() error {
 		if err := hub.Inject(query); err != nil {

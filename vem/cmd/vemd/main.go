@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	linkFile := fs.String("vsm-state", "", "VSM link state (default: <state dir>/"+layout.VEMLinkStateFile+")")
 	interval := fs.Duration("interval", 30*time.Second, "reconcile period (repairs what someone changed by hand)")
 	debug := fs.Bool("debug", false, "debug logging")
-	igmpVeths := fs.Bool("igmp-veths", false, "also relay the IGMP frames the VSM's vEths receive (a capture on each VM's tap; off by default: see docs/vsm-design.md)")
+	igmpVeths := fs.Bool("igmp-veths", true, "also relay the IGMP frames the VSM's vEths receive (a capture on each VM's tap)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
