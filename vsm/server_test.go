@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -575,7 +577,8 @@ func TestAttachSkipsLocalVeths(t *testing.T) {
 // validation accepts), numbered around the host's own port-channels, and
 // removing it dissolves the channel live.
 func TestPortChannelAuto(t *testing.T) {
-	in := start(t, t.TempDir(), nil)
+	dir := t.TempDir()
+	in := start(t, dir, nil)
 	in.cli(t, append(uplinkProfile[:len(uplinkProfile)-1], "channel-group auto mode active", "end")...)
 	eth1 := api.VSMUplink{Interface: "eth1", Profile: "uplink"}
 	eth2 := api.VSMUplink{Interface: "eth2", Profile: "uplink"}
@@ -604,6 +607,39 @@ func TestPortChannelAuto(t *testing.T) {
 	if _, err := vem.Validate(sc); err != nil {
 		t.Errorf("the VEM refuses the programming: %v", err)
 	}
+	// The running configuration cannot be saved (a directory in its
+	// place): the change fails, and the bundle stays as it was.
+	sess := in.s.NewSession()
+	for _, l := range []string{"configure terminal", "port-profile type ethernet uplink"} {
+		if out, err := sess.Exec(l); err != nil {
+			t.Fatalf("%s: %v %s", l, err, out)
+		}
+	}
+	cfgFile := filepath.Join(dir, vsm.RunningConfigFile)
+	saved, err := os.ReadFile(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(cfgFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(cfgFile, "blocker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := sess.Exec("no channel-group"); err == nil {
+		t.Fatalf("no channel-group without a running-config to save worked: %s", out)
+	}
+	if err := os.RemoveAll(cfgFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, saved, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v.Send(api.VSMMessage{Type: api.VSMResync})
+	if again, ok := port(nextConfig(t, v), "Po2"); !ok || !slices.Equal(again.Members, po.Members) {
+		t.Fatalf("after a change that was not saved: Po2 %+v (present %v), want it as before", again, ok)
+	}
+
 	in.cli(t, "configure terminal", "port-profile type ethernet uplink", "no channel-group", "end")
 	c := nextConfig(t, v)
 	if !slices.Contains(c.RemovePorts, "Po2") {

@@ -59,11 +59,19 @@ func (s *Server) Update(f func(*config.Config) error) error {
 		return err
 	}
 	// A channel-group set or removed on an uplink profile bundles the
-	// uplinks on it again (the push below carries the PoNs).
-	if _, err := s.ports.Rechannel(ports.LookupIn(vemProfiles(&c))); err != nil {
+	// uplinks on it again (the push below carries the PoNs). First: it
+	// may refuse the change.
+	rebundled, err := s.ports.Rechannel(ports.LookupIn(vemProfiles(&c)))
+	if err != nil {
 		return err
 	}
 	if err := c.Save(filepath.Join(s.o.StateDir, RunningConfigFile)); err != nil {
+		// The configuration stays the old one: so do the bundles.
+		if len(rebundled) > 0 {
+			if _, uerr := s.ports.Rechannel(ports.LookupIn(vemProfiles(&old))); uerr != nil {
+				s.log.Error("port-channels follow a configuration that was not saved", "modules", rebundled, "err", uerr)
+			}
+		}
 		return fmt.Errorf("save running configuration: %w", err)
 	}
 	s.setConfigLocked(c)
