@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -150,26 +149,10 @@ func linkLocal(t *testing.T, h *netlink.Handle, name string) netip.Addr {
 	return ip
 }
 
-// dialIn dials from network namespace ns: the socket is made on a thread
-// moved there, which is never handed back to the runtime.
+// dialIn dials from network namespace ns.
 func dialIn(ns netns.NsHandle) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-			if err := netns.Set(ns); err != nil {
-				ch <- result{nil, err}
-				return
-			}
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		return r.c, r.err
+		return netnstest.In(ns, func() (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, network, addr) })
 	}
 }
 
@@ -247,25 +230,7 @@ func newL2Net(t *testing.T) l2Net {
 // openIn opens packet channel sockets in network namespace ns.
 func openIn(ns netns.NsHandle) vsmlink.PacketOpener {
 	return func(ifname string) (vsmlink.PacketSender, error) {
-		type result struct {
-			c   *pktchan.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-			if err := netns.Set(ns); err != nil {
-				ch <- result{nil, err}
-				return
-			}
-			c, err := pktchan.Listen(ifname)
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		if r.err != nil {
-			return nil, r.err
-		}
-		return r.c, nil
+		return netnstest.In(ns, func() (vsmlink.PacketSender, error) { return pktchan.Listen(ifname) })
 	}
 }
 
