@@ -30,25 +30,11 @@ const (
 	RouteHealth  = "GET /api/v1/health"
 )
 
-// Health is the body of GET /api/v1/health.
-type Health struct {
-	Status  string `json:"status"` // "active" or "standby" (VSM-7)
-	Epoch   uint64 `json:"epoch"`
-	Domain  int    `json:"domain"`
-	Modules int    `json:"modules"` // VEMs connected
-	// Counters of the control channel since start.
-	Joins         uint64 `json:"joins"`
-	ForeignDomain uint64 `json:"foreign_domain"`
-	SeqGaps       uint64 `json:"seq_gaps"`
-	BadMessages   uint64 `json:"bad_messages"`
-	Nacks         uint64 `json:"nacks"`
-	// Relayed frames: over control connections, over the packet VLAN
-	// (svs mode L2), and refused there (see api.VSMHealth).
-	Frames        uint64 `json:"frames"`
-	PacketFrames  uint64 `json:"packet_frames"`
-	PacketDropped uint64 `json:"packet_dropped"`
-	Version       string `json:"version"`
-}
+// Routes lists the management API's routes (docs/vsm-openapi.yaml).
+func Routes() []string { return []string{RouteCLI, RouteJoin, RouteModules, RouteHealth} }
+
+// Health is the body of GET /api/v1/health (docs/vsm-openapi.yaml).
+type Health = api.VSMHealth
 
 func (s *Server) buildHandler() http.Handler {
 	mux := http.NewServeMux()
