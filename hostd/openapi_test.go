@@ -2,59 +2,24 @@ package hostd
 
 import (
 	"os"
-	"reflect"
-	"slices"
-	"sort"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/internal/openapitest"
 )
 
-// openAPI is the part of docs/openapi.yaml the tests check.
-type openAPI struct {
-	OpenAPI    string                          `yaml:"openapi"`
-	Paths      map[string]map[string]yaml.Node `yaml:"paths"`
-	Components struct {
-		Schemas map[string]struct {
-			Required   []string             `yaml:"required"`
-			Properties map[string]yaml.Node `yaml:"properties"`
-		} `yaml:"schemas"`
-	} `yaml:"components"`
-}
-
-func loadOpenAPI(t *testing.T) openAPI {
+func loadOpenAPI(t *testing.T) openapitest.Doc {
 	t.Helper()
-	b, err := os.ReadFile("../docs/openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc openAPI
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("docs/openapi.yaml: %v", err)
-	}
-	return doc
+	return openapitest.Load(t, "../docs/openapi.yaml")
 }
 
 // TestOpenAPIMatchesRoutes keeps docs/openapi.yaml true: every route the
 // server registers is documented and every documented operation exists.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	doc := loadOpenAPI(t)
-	if doc.OpenAPI != "3.0.3" {
-		t.Errorf("openapi = %q, want 3.0.3", doc.OpenAPI)
-	}
-	var documented []string
-	for path, item := range doc.Paths {
-		for method := range item {
-			switch method {
-			case "get", "put", "post", "delete", "patch", "head", "options":
-				documented = append(documented, strings.ToUpper(method)+" "+path)
-			}
-		}
-	}
 	e := newEnv(t)
 	s, err := New(e.opts)
 	if err != nil {
@@ -66,18 +31,14 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	for _, r := range s.Routes() {
 		registered = append(registered, strings.ReplaceAll(r, "...}", "}"))
 	}
-	sort.Strings(documented)
-	sort.Strings(registered)
-	if diff := cmp.Diff(registered, documented); diff != "" {
-		t.Errorf("docs/openapi.yaml operations vs registered routes (-registered +documented):\n%s", diff)
-	}
+	doc.CheckRoutes(t, registered)
 }
 
 // TestOpenAPISchemasMatchTypes checks that each schema names exactly the
 // JSON fields of its api type.
 func TestOpenAPISchemasMatchTypes(t *testing.T) {
 	doc := loadOpenAPI(t)
-	for name, v := range map[string]any{
+	doc.CheckSchemas(t, map[string]any{
 		"Host":          api.Host{},
 		"Service":       api.Service{},
 		"ServiceLog":    api.ServiceLog{},
@@ -131,44 +92,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"DiskCopyRequest": api.DiskCopyRequest{},
 		"DiskGrowRequest": api.DiskGrowRequest{},
 		"DiskInfo":        api.DiskInfo{},
-	} {
-		sch, ok := doc.Components.Schemas[name]
-		if !ok {
-			t.Errorf("schema %s missing", name)
-			continue
-		}
-		want := jsonFields(reflect.TypeOf(v))
-		var got []string
-		for p := range sch.Properties {
-			got = append(got, p)
-		}
-		slices.Sort(want)
-		slices.Sort(got)
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("schema %s properties vs api.%s JSON fields (-type +schema):\n%s", name, name, diff)
-		}
-		for _, r := range sch.Required {
-			if !slices.Contains(want, r) {
-				t.Errorf("schema %s requires %q, which api.%s lacks", name, r, name)
-			}
-		}
-	}
-}
-
-// jsonFields lists a struct's JSON field names, with those of embedded
-// structs inlined as encoding/json does.
-func jsonFields(rt reflect.Type) []string {
-	var out []string
-	for i := range rt.NumField() {
-		f := rt.Field(i)
-		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if f.Anonymous && tag == "" {
-			out = append(out, jsonFields(f.Type)...)
-			continue
-		}
-		out = append(out, tag)
-	}
-	return out
+	})
 }
 
 // TestOpenAPIRefsResolve checks that every $ref names a component that

@@ -2,15 +2,11 @@ package vsm_test
 
 import (
 	"os"
-	"reflect"
-	"slices"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-	"gopkg.in/yaml.v3"
-
 	"github.com/flashvisor/flashvisor/api"
+	"github.com/flashvisor/flashvisor/internal/openapitest"
 	"github.com/flashvisor/flashvisor/vsm"
 )
 
@@ -18,80 +14,22 @@ import (
 // routes, its own schemas have exactly their types' JSON fields, and every
 // $ref names a schema that exists (here or in docs/openapi.yaml).
 func TestOpenAPI(t *testing.T) {
-	type schema struct {
-		Required   []string             `yaml:"required"`
-		Properties map[string]yaml.Node `yaml:"properties"`
-	}
-	type doc struct {
-		OpenAPI    string                          `yaml:"openapi"`
-		Paths      map[string]map[string]yaml.Node `yaml:"paths"`
-		Components struct {
-			Schemas map[string]schema `yaml:"schemas"`
-		} `yaml:"components"`
-	}
-	load := func(name string) (doc, []byte) {
-		b, err := os.ReadFile("../docs/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var d doc
-		if err := yaml.Unmarshal(b, &d); err != nil {
-			t.Fatalf("docs/%s: %v", name, err)
-		}
-		return d, b
-	}
-	d, raw := load("vsm-openapi.yaml")
-	host, _ := load("openapi.yaml")
-	if d.OpenAPI != "3.0.3" {
-		t.Errorf("openapi = %q, want 3.0.3", d.OpenAPI)
-	}
-	var documented []string
-	for path, item := range d.Paths {
-		for method := range item {
-			documented = append(documented, strings.ToUpper(method)+" "+path)
-		}
-	}
-	routes := vsm.Routes()
-	slices.Sort(documented)
-	slices.Sort(routes)
-	if diff := cmp.Diff(routes, documented); diff != "" {
-		t.Errorf("operations vs routes (-routes +documented):\n%s", diff)
-	}
-
-	for name, v := range map[string]any{
+	d := openapitest.Load(t, "../docs/vsm-openapi.yaml")
+	host := openapitest.Load(t, "../docs/openapi.yaml")
+	d.CheckRoutes(t, vsm.Routes())
+	d.CheckSchemas(t, map[string]any{
 		"VSMCLIRequest":  api.VSMCLIRequest{},
 		"VSMCLIResponse": api.VSMCLIResponse{},
 		"VSMJoinRequest": api.VSMJoinRequest{},
 		"VSMModule":      api.VSMModule{},
 		"VSMHealth":      vsm.Health{},
-	} {
-		sch, ok := d.Components.Schemas[name]
-		if !ok {
-			t.Errorf("schema %s missing", name)
-			continue
-		}
-		rt := reflect.TypeOf(v)
-		var want, got []string
-		for i := range rt.NumField() {
-			tag, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
-			want = append(want, tag)
-		}
-		for p := range sch.Properties {
-			got = append(got, p)
-		}
-		slices.Sort(want)
-		slices.Sort(got)
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("schema %s vs its type's JSON fields (-type +schema):\n%s", name, diff)
-		}
-		for _, r := range sch.Required {
-			if !slices.Contains(want, r) {
-				t.Errorf("schema %s requires %q, which its type lacks", name, r)
-			}
-		}
-	}
+	})
 
 	// $refs: "#/components/schemas/X" here, "openapi.yaml#/components/schemas/X" there.
+	raw, err := os.ReadFile("../docs/vsm-openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	n := 0
 	for _, line := range strings.Split(string(raw), "\n") {
 		_, ref, ok := strings.Cut(line, "$ref: \"")
