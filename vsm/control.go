@@ -16,6 +16,7 @@ import (
 	"github.com/flashvisor/flashvisor/api"
 	"github.com/flashvisor/flashvisor/internal/pktchan"
 	"github.com/flashvisor/flashvisor/vsm/chassis"
+	"github.com/flashvisor/flashvisor/vsm/config"
 	"github.com/flashvisor/flashvisor/vsm/ports"
 	"github.com/flashvisor/flashvisor/vsm/render"
 )
@@ -500,6 +501,23 @@ func (s *Server) detach(vc *vemConn, d *api.VSMDetachBody, log *slog.Logger) {
 	after, _ := s.ports.Binding(d.Owner)
 	s.pushModulesLocked(modulesOf(before, after, ports.Binding{Module: vc.slot}))
 	s.kickSync()
+	if n, ok := api.VethNumber(before.Port); ok && d.Release && s.cfg.Veths[n] != (config.Veth{}) {
+		// The vEth is gone: so is its interface block, as on NX-OS, or
+		// the next VM given its number would inherit a shutdown. Update
+		// takes the locks held here, in its order.
+		go s.dropVeth(n, log)
+	}
+}
+
+// dropVeth removes `interface vethernet n` from the configuration.
+func (s *Server) dropVeth(n int, log *slog.Logger) {
+	err := s.Update(func(c *config.Config) error {
+		delete(c.Veths, n)
+		return nil
+	})
+	if err != nil {
+		log.Warn("control: the released vEth's interface settings stay", "port", fmt.Sprintf("Veth%d", n), "err", err)
+	}
 }
 
 // sweepLoop takes silent VEMs offline every SweepInterval and closes their

@@ -43,7 +43,15 @@ func (s *Server) opaqueLocked() *api.VSMOpaque {
 
 // desiredLocked is module slot's programming now (package render).
 func (s *Server) desiredLocked(slot int) render.Desired {
-	return render.Snapshot(slot, vemProfiles(&s.cfg), s.ports.Ports(slot))
+	d := render.Snapshot(slot, vemProfiles(&s.cfg), s.ports.Ports(slot))
+	// `interface vethernet N` / `shutdown`: on top of the profile's.
+	for name, p := range d.Ports {
+		if n, ok := api.VethNumber(name); ok && s.cfg.Veths[n].Shutdown {
+			p.Shutdown = true
+			d.Ports[name] = p
+		}
+	}
+	return d
 }
 
 // attachLocked binds a's owner to vc's module.

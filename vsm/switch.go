@@ -206,6 +206,11 @@ func (s *Server) Interfaces() []cli.Interface {
 			i.Module = b.Module
 		}
 		fill(&i)
+		if n, ok := api.VethNumber(b.Port); ok {
+			if v := s.cfg.Veths[n]; v.Description != "" {
+				i.Description = v.Description
+			}
+		}
 		out = append(out, i)
 	}
 	for _, slot := range slices.Sorted(maps.Keys(hostnames)) {

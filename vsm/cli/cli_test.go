@@ -107,6 +107,12 @@ func TestConfigCommands(t *testing.T) {
 			}},
 		{"delete profile", []string{"conf t", "port-profile A", "port-profile type ethernet B", "no port-profile A", "no port-profile type ethernet B"},
 			func(c *config.Config) { c.Profiles = nil }},
+		{"interface vethernet", []string{"conf t", "interface vethernet 5", "description web01 frontend", "shutdown", "exit",
+			"interface Veth7", "shutdown", "no shutdown", "interface Vethernet9", "shutdown", "no interface veth9",
+			"int veth 12", "description x", "no description"},
+			func(c *config.Config) {
+				c.Veths = map[int]config.Veth{5: {Description: "web01 frontend", Shutdown: true}}
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, f := newSession(t)
@@ -151,6 +157,10 @@ func TestErrors(t *testing.T) {
 		{[]string{"conf t", "port-profile WEB"}, "rate-limit input 7999", nil, "ERROR: rate-limit: 7999 bps: must be 8000-34359738360"},
 		{[]string{"conf t", "port-profile WEB"}, "description why?", nil, ""},
 		{nil, "show interface Veth9", nil, "ERROR: interface Vethernet9 does not exist"},
+		{[]string{"conf t"}, "interface Ethernet3/2", nil,
+			"ERROR: interface Ethernet3/2: only vethernet interfaces are configured here (Ethernet and port-channel ports take their settings from their port profile)"},
+		{[]string{"conf t"}, "interface vethernet 0", cli.ErrRange, ""},
+		{[]string{"conf t", "interface vethernet 2"}, "switchport mode trunk", cli.ErrInvalid, ""},
 		{nil, "show run | foo", cli.ErrInvalid, "show run | foo\n           ^\n% Invalid command at '^' marker."},
 	} {
 		t.Run(tc.line, func(t *testing.T) {
@@ -320,6 +330,11 @@ var richLines = []string{
 	"switchport access vlan 260",
 	"system vlan 260",
 	"shutdown",
+	"interface vethernet 3",
+	"description db01, Network Adapter 2",
+	"shutdown",
+	"interface Veth4",
+	"shutdown",
 	"svs-domain",
 	"domain id 34",
 	"control vlan 260",
@@ -399,7 +414,8 @@ func FuzzExec(f *testing.F) {
 	}
 	for _, l := range []string{"sh run | inc vlan", "show int brief", "show mac address-table vlan 5", "?", "sw?", "\x00", "conf t\nvlan 1-4094",
 		"conf t\nport-profile type ethernet U\nsw trunk allowed vlan except 5\nsystem vlan 6", "show port-profile usage name x",
-		"conf t\nport-profile WEB\ndescription ~!@#$%^&*()", "show | last 2", "do do do show ver"} {
+		"conf t\nport-profile WEB\ndescription ~!@#$%^&*()", "show | last 2", "do do do show ver",
+		"conf t\ninterface vethernet 3\nshutdown\ndescription a b\nno shutdown\nno description"} {
 		f.Add(l)
 	}
 	f.Fuzz(func(t *testing.T, script string) {

@@ -154,8 +154,14 @@ func grammar() map[mode][]*node {
 		kw("host", "Pin a host to a module", arg("uuid", uuidArg, "Host UUID",
 			kw("module", "Module number", arg("slot", slotArg, "Module number").do(cmdHostModule)))),
 		redundancy,
+		kw("interface", "Configure a vEth interface (its own settings over its profile's)",
+			arg("if", ifArg, "Interface name: VethN").do(cmdInterface),
+			kw("vethernet", "Vethernet interface", arg("veth", numArg(1, config.MaxVethNumber), "Vethernet number").do(cmdInterface))),
 		kw("no", "Negate a command or set its defaults",
 			kw("hostname", "Reset the switch name").do(cmdNoHostname),
+			kw("interface", "Remove a vEth interface's own settings",
+				arg("if", ifArg, "Interface name: VethN").do(cmdNoInterface),
+				kw("vethernet", "Vethernet interface", arg("veth", numArg(1, config.MaxVethNumber), "Vethernet number").do(cmdNoInterface))),
 			kw("vlan", "Delete VLANs", arg("vlans", vlanListArg, "VLAN ID(s)").do(cmdNoVLAN)),
 			kw("port-profile", "Delete a port profile",
 				kw("type", "Port profile type",
@@ -176,6 +182,13 @@ func grammar() map[mode][]*node {
 			kw("no", "Negate a command or set its defaults", kw("name", "Reset the VLAN name").do(cmdVLANName)),
 		}, common...),
 		modeSVSDomain: append(svsDomainCommands(), common...),
+		modeVethIf: append([]*node{
+			kw("description", "Describe the interface (replaces the host's)", arg("text", lineArg, "Description").do(cmdVethDescription)),
+			kw("shutdown", "Shut the interface down").do(cmdVethShutdown),
+			kw("no", "Negate a command or set its defaults",
+				kw("description", "Back to the host's description").do(cmdVethDescription),
+				kw("shutdown", "Bring the interface up").do(cmdVethShutdown)),
+		}, common...),
 		modeVEM: append([]*node{
 			kw("host", "Host on this module", kw("id", "Host UUID", arg("uuid", uuidArg, "Host UUID").do(cmdHostID))),
 			kw("no", "Negate a command or set its defaults",
@@ -490,6 +503,52 @@ func cmdSVSMode(s *Session, a *args) (string, error) {
 		}
 		return nil
 	})
+}
+
+// vethOf is the vEth number an interface command names.
+func vethOf(a *args) (int, error) {
+	if a.has("vethernet") {
+		return a.int("veth"), nil
+	}
+	name := a.str("if")
+	n, err := strconv.Atoi(strings.TrimPrefix(name, "Veth"))
+	if !strings.HasPrefix(name, "Veth") || err != nil || n < 1 || n > config.MaxVethNumber {
+		return 0, failf("interface %s: only vethernet interfaces are configured here (Ethernet and port-channel ports take their settings from their port profile)", longIfName(name))
+	}
+	return n, nil
+}
+
+func cmdInterface(s *Session, a *args) (string, error) {
+	n, err := vethOf(a)
+	if err != nil {
+		return "", err
+	}
+	s.mode, s.veth = modeVethIf, n
+	return "", nil
+}
+
+func cmdNoInterface(s *Session, a *args) (string, error) {
+	n, err := vethOf(a)
+	if err != nil {
+		return "", err
+	}
+	return s.update(func(c *config.Config) error {
+		delete(c.Veths, n)
+		return nil
+	})
+}
+
+func cmdVethDescription(s *Session, a *args) (string, error) {
+	text := a.str("text")
+	if text != "" && !config.ValidDescription(text) {
+		return "", failf("description: want 1-%d printable characters", config.MaxDescription)
+	}
+	return s.updateVeth(func(v *config.Veth) { v.Description = text })
+}
+
+func cmdVethShutdown(s *Session, a *args) (string, error) {
+	shut := !a.has("no")
+	return s.updateVeth(func(v *config.Veth) { v.Shutdown = shut })
 }
 
 func cmdVEM(s *Session, a *args) (string, error) {

@@ -57,6 +57,7 @@ const (
 	modeVLAN
 	modeSVSDomain
 	modeVEM
+	modeVethIf
 )
 
 // Options tune a Session.
@@ -78,6 +79,7 @@ type Session struct {
 	profile string // port-profile sub-mode: the profile edited
 	vlans   []int  // vlan sub-mode: the VLANs edited
 	slot    int    // vem sub-mode: the slot
+	veth    int    // interface sub-mode: the vEth number
 	done    bool
 
 	trees map[mode][]*node
@@ -104,6 +106,7 @@ func (s *Session) Prompt() string {
 		modeVLAN:        "(config-vlan)",
 		modeSVSDomain:   "(config-svs-domain)",
 		modeVEM:         "(config-vem-slot)",
+		modeVethIf:      "(config-if)",
 	}[s.mode]
 	return c.SwitchName + suffix + "# "
 }
@@ -199,6 +202,25 @@ func (s *Session) update(f func(c *config.Config) error) (string, error) {
 		return "", &cmdError{err}
 	}
 	return "", nil
+}
+
+// updateVeth changes the vEth of the interface sub-mode; a block left
+// without settings is dropped.
+func (s *Session) updateVeth(f func(v *config.Veth)) (string, error) {
+	n := s.veth
+	return s.update(func(c *config.Config) error {
+		v := c.Veths[n]
+		f(&v)
+		if v == (config.Veth{}) {
+			delete(c.Veths, n)
+			return nil
+		}
+		if c.Veths == nil {
+			c.Veths = map[int]config.Veth{}
+		}
+		c.Veths[n] = v
+		return nil
+	})
 }
 
 // updateProfile changes the profile of the port-profile sub-mode.

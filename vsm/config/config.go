@@ -74,7 +74,21 @@ type Config struct {
 	// Redundancy is the administrative role: RoleStandalone, RolePrimary
 	// or RoleSecondary.
 	Redundancy string
+	// Veths are `interface vethernet N` settings, on top of the port's
+	// profile; a vEth without any has no entry.
+	Veths map[int]Veth
 }
+
+// Veth is one `interface vethernet N` block.
+type Veth struct {
+	// Description replaces the one the host gave (the VM and its NIC).
+	Description string
+	// Shutdown is the interface's own `shutdown`.
+	Shutdown bool
+}
+
+// MaxVethNumber is the highest vEth number an interface block may name.
+const MaxVethNumber = 1 << 20
 
 // SVSDomain is the `svs-domain` block.
 type SVSDomain struct {
@@ -156,6 +170,7 @@ func (c *Config) Clone() Config {
 	out := *c
 	out.VLANs = maps.Clone(c.VLANs)
 	out.HostModules = maps.Clone(c.HostModules)
+	out.Veths = maps.Clone(c.Veths)
 	if c.Profiles != nil {
 		out.Profiles = make([]Profile, len(c.Profiles))
 		for i, p := range c.Profiles {
@@ -425,6 +440,17 @@ func (c *Config) Validate() error {
 	case RoleStandalone, RolePrimary, RoleSecondary:
 	default:
 		errs.add("system redundancy role %q: must be standalone, primary or secondary", c.Redundancy)
+	}
+	for _, n := range slices.Sorted(maps.Keys(c.Veths)) {
+		v := c.Veths[n]
+		switch {
+		case n < 1 || n > MaxVethNumber:
+			errs.add("interface vethernet %d: must be 1-%d", n, MaxVethNumber)
+		case v == (Veth{}):
+			errs.add("interface vethernet %d: no settings (an empty block is not kept)", n)
+		case v.Description != "" && !ValidDescription(v.Description):
+			errs.add("interface vethernet %d: description: want 1-%d printable characters", n, MaxDescription)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // Render is the configuration as `show running-config` prints it, in the
-// NX-OS order (version, hostname, vem, vlan, port-profile, svs-domain),
+// NX-OS order (version, hostname, vem, vlan, port-profile, interface,
+// svs-domain),
 // sub-commands indented by two spaces. Only configured settings are
 // printed, so replaying the text through the CLI rebuilds the same Config.
 // The `!Command:`/`!Time:` header is the CLI's (it knows the clock).
@@ -53,6 +54,18 @@ func (c *Config) Render() string {
 		line(0, "port-profile type %s %s", p.Type, p.Name)
 		for _, l := range p.ConfigLines() {
 			line(2, "%s", l)
+		}
+	}
+
+	for _, n := range slices.Sorted(maps.Keys(c.Veths)) {
+		v := c.Veths[n]
+		b.WriteByte('\n')
+		line(0, "interface Vethernet%d", n)
+		if v.Description != "" {
+			line(2, "description %s", v.Description)
+		}
+		if v.Shutdown {
+			line(2, "shutdown")
 		}
 	}
 
