@@ -210,6 +210,9 @@ func TestModesAndPrompts(t *testing.T) {
 		{"vlan 10", "vsm(config-vlan)# "},
 		{"svs-domain", "vsm(config-svs-domain)# "}, // a global command leaves the sub-mode
 		{"vem 3", "vsm(config-vem-slot)# "},
+		{"interface vethernet 4", "vsm(config-if)# "},
+		{"vlan 11", "vsm(config-vlan)# "},
+		{"interface Veth4", "vsm(config-if)# "},
 		{"hostname n1k", "n1k(config)# "},
 		{"port-profile WEB", "n1k(config-port-prof)# "},
 		{"end", "n1k# "},
